@@ -1,0 +1,271 @@
+//! [`Mvcc`]: the store handle — opening the redb file, reads (each in its own redb read
+//! transaction, concurrent with the writer), starting write batches, snapshots and hashes.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use cairn_proto::etcdserverpb::{RangeRequest, RangeResponse};
+use redb::{Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable};
+
+use crate::batch::WriteBatch;
+use crate::error::MvccError;
+use crate::format::{
+    decode_kv, Bytes, IndexKey, RevKey, FORMAT_VERSION, HISTORY, INDEX, LEASES, LEASE_KEYS, LIVE,
+    META, STATE, STATE_COMPACT, STATE_CURRENT, STATE_FORMAT_VERSION,
+};
+use crate::hash::{hash_kv, KvHash};
+use crate::history::{read_events, EventBatch};
+use crate::key_range::KeyRange;
+use crate::lease::{attached_keys, LeaseInfo};
+use crate::range::range;
+use crate::revision::{Revisions, INITIAL_REVISION, NEVER_COMPACTED};
+use crate::snapshot::{install_image, write_image, Snapshot, SnapshotInfo};
+use crate::view::KvView;
+
+type ReadView<'v> = KvView<
+    'v,
+    ReadOnlyTable<Bytes, Bytes>,
+    ReadOnlyTable<IndexKey, u8>,
+    ReadOnlyTable<RevKey, Bytes>,
+>;
+
+/// The MVCC key-value state machine. Share it behind an `Arc`: every method takes `&self`.
+pub struct Mvcc {
+    db: Database,
+    path: PathBuf,
+    revisions: Revisions,
+}
+
+impl std::fmt::Debug for Mvcc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mvcc")
+            .field("path", &self.path)
+            .field("current_revision", &self.current_revision())
+            .field("compact_revision", &self.compact_revision())
+            .finish()
+    }
+}
+
+impl Mvcc {
+    /// Opens the store at `path`, creating an empty one (revision 1, never compacted) if the file
+    /// does not exist. Fails with `UnsupportedFormat` on a file of another layout version.
+    pub fn open(path: &Path) -> Result<Self, MvccError> {
+        let db = Database::create(path)?;
+        let txn = db.begin_write()?;
+        let (current, compact, created) = {
+            // Opening creates missing tables, so readers can always open all of them.
+            txn.open_table(HISTORY)?;
+            txn.open_table(INDEX)?;
+            txn.open_table(LIVE)?;
+            txn.open_table(LEASES)?;
+            txn.open_table(LEASE_KEYS)?;
+            txn.open_table(META)?;
+            let mut state = txn.open_table(STATE)?;
+            let version = state.get(STATE_FORMAT_VERSION)?.map(|v| v.value());
+            match version {
+                None => {
+                    state.insert(STATE_FORMAT_VERSION, i64::from(FORMAT_VERSION))?;
+                    state.insert(STATE_CURRENT, INITIAL_REVISION)?;
+                    state.insert(STATE_COMPACT, NEVER_COMPACTED)?;
+                    (INITIAL_REVISION, NEVER_COMPACTED, true)
+                }
+                Some(v) if v == i64::from(FORMAT_VERSION) => {
+                    let current = state
+                        .get(STATE_CURRENT)?
+                        .map_or(INITIAL_REVISION, |v| v.value());
+                    let compact = state
+                        .get(STATE_COMPACT)?
+                        .map_or(NEVER_COMPACTED, |v| v.value());
+                    (current, compact, false)
+                }
+                Some(found) => {
+                    return Err(MvccError::UnsupportedFormat {
+                        found,
+                        supported: FORMAT_VERSION,
+                    })
+                }
+            }
+        };
+        if created {
+            txn.commit()?;
+        } else {
+            txn.abort()?;
+        }
+        Ok(Mvcc {
+            db,
+            path: path.to_owned(),
+            revisions: Revisions::new(current, compact),
+        })
+    }
+
+    /// Revision of the last committed change (1 on an empty store). Lock-free.
+    pub fn current_revision(&self) -> i64 {
+        self.revisions.current()
+    }
+
+    /// Revision of the last committed compaction, -1 if never compacted. Lock-free.
+    pub fn compact_revision(&self) -> i64 {
+        self.revisions.compact()
+    }
+
+    pub(crate) fn publish(&self, current: i64, compact: i64) {
+        self.revisions.publish(current, compact);
+    }
+
+    fn with_view<T>(
+        &self,
+        f: impl FnOnce(&ReadView<'_>) -> Result<T, MvccError>,
+    ) -> Result<T, MvccError> {
+        let txn = self.db.begin_read()?;
+        let (current, compact) = read_revisions(&txn)?;
+        let live = txn.open_table(LIVE)?;
+        let index = txn.open_table(INDEX)?;
+        let history = txn.open_table(HISTORY)?;
+        f(&KvView {
+            live: &live,
+            index: &index,
+            history: &history,
+            current,
+            compact,
+        })
+    }
+
+    /// Serves an etcd Range from the last commit. Runs concurrently with a write batch.
+    pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse, MvccError> {
+        self.with_view(|view| range(view, req))
+    }
+
+    /// Replays history from revision `start_rev` for the keys named by `key` / `range_end`
+    /// (etcd conventions), up to `limit` events (0 = unlimited, rounded up to a whole revision).
+    /// `Compacted` if `start_rev` is below the compact revision.
+    pub fn events(
+        &self,
+        start_rev: i64,
+        key: &[u8],
+        range_end: &[u8],
+        limit: usize,
+    ) -> Result<EventBatch, MvccError> {
+        self.with_view(|view| read_events(view, start_rev, KeyRange::new(key, range_end), limit))
+    }
+
+    /// Starts a write batch: one redb write transaction for any number of commands. Blocks while
+    /// another batch (or snapshot install) is open.
+    pub fn begin(&self) -> Result<WriteBatch<'_>, MvccError> {
+        let txn = self.db.begin_write()?;
+        let (current, compact) = {
+            let state = txn.open_table(STATE)?;
+            let current = state
+                .get(STATE_CURRENT)?
+                .map_or(INITIAL_REVISION, |v| v.value());
+            let compact = state
+                .get(STATE_COMPACT)?
+                .map_or(NEVER_COMPACTED, |v| v.value());
+            (current, compact)
+        };
+        Ok(WriteBatch::new(self, txn, current, compact))
+    }
+
+    /// Caller metadata written by [`WriteBatch::set_meta`], as of the last commit.
+    pub fn read_meta(&self, name: &str) -> Result<Option<Vec<u8>>, MvccError> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        Ok(meta.get(name)?.map(|v| v.value().to_vec()))
+    }
+
+    /// A consistent image of the whole store (data, leases, revisions, metadata) in memory.
+    pub fn snapshot(&self) -> Result<Snapshot, MvccError> {
+        let mut image = Vec::new();
+        let info = self.write_snapshot(&mut image)?;
+        Ok(Snapshot { image, info })
+    }
+
+    /// Streams a consistent image of the whole store to `out`.
+    pub fn write_snapshot<W: Write>(&self, out: W) -> Result<SnapshotInfo, MvccError> {
+        let txn = self.db.begin_read()?;
+        write_image(&txn, out)
+    }
+
+    /// Replaces the whole store with `image`, atomically and durably; on any error the store is
+    /// unchanged. Blocks while a write batch is open (do not call it from the thread holding
+    /// one).
+    pub fn install_snapshot(&self, image: &[u8]) -> Result<SnapshotInfo, MvccError> {
+        self.install_snapshot_from(image)
+    }
+
+    /// [`Self::install_snapshot`] from a stream.
+    pub fn install_snapshot_from<R: Read>(&self, input: R) -> Result<SnapshotInfo, MvccError> {
+        let info = install_image(&self.db, input)?;
+        self.publish(info.current_revision, info.compact_revision);
+        Ok(info)
+    }
+
+    /// etcd HashKV: CRC-32C of the history up to `rev` (0 = current). See [`KvHash`].
+    pub fn hash_kv(&self, rev: i64) -> Result<KvHash, MvccError> {
+        self.with_view(|view| hash_kv(view, rev))
+    }
+
+    /// Size of the database file in bytes (etcd's `dbSize`).
+    pub fn size_bytes(&self) -> Result<u64, MvccError> {
+        Ok(std::fs::metadata(&self.path)?.len())
+    }
+
+    /// Every granted lease, by ascending id.
+    pub fn leases(&self) -> Result<Vec<LeaseInfo>, MvccError> {
+        let txn = self.db.begin_read()?;
+        let leases = txn.open_table(LEASES)?;
+        let mut out = Vec::new();
+        for entry in leases.iter()? {
+            let (id, ttl) = entry?;
+            out.push(LeaseInfo {
+                id: id.value(),
+                ttl: ttl.value(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Lease `id`, if granted.
+    pub fn lease(&self, id: i64) -> Result<Option<LeaseInfo>, MvccError> {
+        let txn = self.db.begin_read()?;
+        let leases = txn.open_table(LEASES)?;
+        Ok(leases.get(id)?.map(|ttl| LeaseInfo {
+            id,
+            ttl: ttl.value(),
+        }))
+    }
+
+    /// Keys attached to lease `id`, ascending (empty if none or no such lease).
+    pub fn lease_keys(&self, id: i64) -> Result<Vec<Vec<u8>>, MvccError> {
+        let txn = self.db.begin_read()?;
+        let lease_keys = txn.open_table(LEASE_KEYS)?;
+        attached_keys(&lease_keys, id)
+    }
+
+    /// The lease `key` is attached to: `None` if the key does not exist, `Some(0)` if it has no
+    /// lease.
+    pub fn key_lease(&self, key: &[u8]) -> Result<Option<i64>, MvccError> {
+        let txn = self.db.begin_read()?;
+        let live = txn.open_table(LIVE)?;
+        let Some(value) = live.get(key)? else {
+            return Ok(None);
+        };
+        Ok(Some(decode_kv(value.value())?.lease))
+    }
+}
+
+// The store is shared between the apply loop, readers and the watch hub.
+const _: () = {
+    const fn shareable<T: Send + Sync>() {}
+    shareable::<Mvcc>();
+};
+
+fn read_revisions(txn: &ReadTransaction) -> Result<(i64, i64), MvccError> {
+    let state = txn.open_table(STATE)?;
+    let current = state
+        .get(STATE_CURRENT)?
+        .map_or(INITIAL_REVISION, |v| v.value());
+    let compact = state
+        .get(STATE_COMPACT)?
+        .map_or(NEVER_COMPACTED, |v| v.value());
+    Ok((current, compact))
+}

@@ -1,0 +1,260 @@
+//! What a normal Raft entry carries ([`Command`]) and what applying it returns
+//! ([`CommandResult`]), with their byte encodings.
+//!
+//! A command is `[tag: u8][body]`, where the body of an etcd request is its protobuf
+//! encoding, so the log holds exactly what the client sent (after validation). The same
+//! encodings carry forwarded writes and their results between members.
+
+use std::fmt;
+use std::io;
+
+use cairn_proto::etcdserverpb::{
+    CompactionResponse, DeleteRangeResponse, LeaseGrantRequest, LeaseGrantResponse,
+    LeaseRevokeRequest, LeaseRevokeResponse, PutResponse, TxnResponse,
+};
+use prost::Message;
+
+use super::codec::{Reader, Writer};
+use crate::server::errors::EtcdError;
+
+const PUT: u8 = 1;
+const DELETE_RANGE: u8 = 2;
+const TXN: u8 = 3;
+const COMPACT: u8 = 4;
+const LEASE_GRANT: u8 = 5;
+const LEASE_REVOKE: u8 = 6;
+const PUBLISH: u8 = 7;
+
+/// A state-machine command, replicated through the Raft log.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// A key-value or lease command applied by the MVCC store.
+    Kv(cairn_mvcc::Command),
+    /// A member announces its name and client URLs (etcd's "publish").
+    Publish {
+        member_id: u64,
+        name: String,
+        client_urls: Vec<String>,
+    },
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Command::Kv(c) => write!(f, "{}", kv_name(c)),
+            Command::Publish { member_id, .. } => write!(f, "publish({member_id:x})"),
+        }
+    }
+}
+
+fn kv_name(c: &cairn_mvcc::Command) -> &'static str {
+    use cairn_mvcc::Command as C;
+    match c {
+        C::Put(_) => "put",
+        C::DeleteRange(_) => "delete_range",
+        C::Txn(_) => "txn",
+        C::Compact(_) => "compact",
+        C::LeaseGrant { .. } => "lease_grant",
+        C::LeaseRevoke { .. } => "lease_revoke",
+    }
+}
+
+impl Command {
+    pub fn encode_to(&self, buf: &mut Vec<u8>) {
+        use cairn_mvcc::Command as C;
+        match self {
+            Command::Kv(C::Put(r)) => encode_msg(buf, PUT, r),
+            Command::Kv(C::DeleteRange(r)) => encode_msg(buf, DELETE_RANGE, r),
+            Command::Kv(C::Txn(r)) => encode_msg(buf, TXN, r),
+            Command::Kv(C::Compact(r)) => encode_msg(buf, COMPACT, r),
+            Command::Kv(C::LeaseGrant { id, ttl }) => {
+                encode_msg(buf, LEASE_GRANT, &LeaseGrantRequest { ttl: *ttl, id: *id })
+            }
+            Command::Kv(C::LeaseRevoke { id }) => {
+                encode_msg(buf, LEASE_REVOKE, &LeaseRevokeRequest { id: *id })
+            }
+            Command::Publish {
+                member_id,
+                name,
+                client_urls,
+            } => {
+                let mut w = Writer::default();
+                w.u8(PUBLISH);
+                w.u64(*member_id);
+                w.str(name);
+                w.strs(client_urls);
+                buf.extend_from_slice(&w.buf);
+            }
+        }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut buf = Vec::new();
+        self.encode_to(&mut buf);
+        buf
+    }
+
+    pub fn decode(buf: &[u8]) -> io::Result<Self> {
+        use cairn_mvcc::Command as C;
+        let (&tag, body) = buf.split_first().ok_or_else(|| bad("empty command"))?;
+        Ok(match tag {
+            PUT => Command::Kv(C::Put(decode_msg(body)?)),
+            DELETE_RANGE => Command::Kv(C::DeleteRange(decode_msg(body)?)),
+            TXN => Command::Kv(C::Txn(decode_msg(body)?)),
+            COMPACT => Command::Kv(C::Compact(decode_msg(body)?)),
+            LEASE_GRANT => {
+                let r: LeaseGrantRequest = decode_msg(body)?;
+                Command::Kv(C::LeaseGrant {
+                    id: r.id,
+                    ttl: r.ttl,
+                })
+            }
+            LEASE_REVOKE => {
+                let r: LeaseRevokeRequest = decode_msg(body)?;
+                Command::Kv(C::LeaseRevoke { id: r.id })
+            }
+            PUBLISH => {
+                let mut r = Reader::new(body);
+                Command::Publish {
+                    member_id: r.u64()?,
+                    name: r.string()?,
+                    client_urls: r.strings()?,
+                }
+            }
+            _ => return Err(bad("unknown command tag")),
+        })
+    }
+}
+
+/// The outcome of applying one entry.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CommandResult {
+    /// A blank or membership entry, or a publish: nothing to report.
+    None,
+    Put(PutResponse),
+    DeleteRange(DeleteRangeResponse),
+    Txn(TxnResponse),
+    Compact(CompactionResponse),
+    LeaseGrant(LeaseGrantResponse),
+    LeaseRevoke(LeaseRevokeResponse),
+    /// The command was refused by the state machine; it changed nothing.
+    Err(EtcdError),
+}
+
+const R_NONE: u8 = 0;
+const R_ERR: u8 = 255;
+
+impl CommandResult {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut buf = Vec::new();
+        match self {
+            CommandResult::None => buf.push(R_NONE),
+            CommandResult::Put(r) => encode_msg(&mut buf, PUT, r),
+            CommandResult::DeleteRange(r) => encode_msg(&mut buf, DELETE_RANGE, r),
+            CommandResult::Txn(r) => encode_msg(&mut buf, TXN, r),
+            CommandResult::Compact(r) => encode_msg(&mut buf, COMPACT, r),
+            CommandResult::LeaseGrant(r) => encode_msg(&mut buf, LEASE_GRANT, r),
+            CommandResult::LeaseRevoke(r) => encode_msg(&mut buf, LEASE_REVOKE, r),
+            CommandResult::Err(e) => encode_error(&mut buf, e),
+        }
+        buf
+    }
+
+    pub fn decode(buf: &[u8]) -> io::Result<Self> {
+        let (&tag, body) = buf.split_first().ok_or_else(|| bad("empty result"))?;
+        Ok(match tag {
+            R_NONE => CommandResult::None,
+            PUT => CommandResult::Put(decode_msg(body)?),
+            DELETE_RANGE => CommandResult::DeleteRange(decode_msg(body)?),
+            TXN => CommandResult::Txn(decode_msg(body)?),
+            COMPACT => CommandResult::Compact(decode_msg(body)?),
+            LEASE_GRANT => CommandResult::LeaseGrant(decode_msg(body)?),
+            LEASE_REVOKE => CommandResult::LeaseRevoke(decode_msg(body)?),
+            R_ERR => CommandResult::Err(decode_error(body)?),
+            _ => return Err(bad("unknown result tag")),
+        })
+    }
+}
+
+/// `[255][error tag][detail]`: an error carried between members.
+pub fn encode_error(buf: &mut Vec<u8>, e: &EtcdError) {
+    buf.push(R_ERR);
+    buf.push(e.tag());
+    if let EtcdError::Internal(detail) = e {
+        buf.extend_from_slice(detail.as_bytes());
+    }
+}
+
+fn decode_error(body: &[u8]) -> io::Result<EtcdError> {
+    let (&tag, detail) = body.split_first().ok_or_else(|| bad("empty error"))?;
+    Ok(EtcdError::from_tag(
+        tag,
+        String::from_utf8_lossy(detail).into_owned(),
+    ))
+}
+
+fn encode_msg<M: Message>(buf: &mut Vec<u8>, tag: u8, m: &M) {
+    buf.reserve(1 + m.encoded_len());
+    buf.push(tag);
+    m.encode(buf).expect("a Vec grows as needed");
+}
+
+fn decode_msg<M: Message + Default>(body: &[u8]) -> io::Result<M> {
+    M::decode(body).map_err(|e| bad(&format!("protobuf: {e}")))
+}
+
+fn bad(what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("malformed command: {what}"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_proto::etcdserverpb::{PutRequest, ResponseHeader};
+
+    #[test]
+    fn commands_round_trip() {
+        let cmds = [
+            Command::Kv(cairn_mvcc::Command::Put(PutRequest {
+                key: b"a".to_vec(),
+                value: b"b".to_vec(),
+                lease: 7,
+                prev_kv: true,
+                ..Default::default()
+            })),
+            Command::Kv(cairn_mvcc::Command::LeaseGrant { id: 5, ttl: 60 }),
+            Command::Publish {
+                member_id: 42,
+                name: "m1".into(),
+                client_urls: vec!["http://127.0.0.1:2379".into()],
+            },
+        ];
+        for c in cmds {
+            assert_eq!(Command::decode(&c.encode()).unwrap(), c);
+        }
+        assert!(Command::decode(&[]).is_err());
+        assert!(Command::decode(&[99]).is_err());
+    }
+
+    #[test]
+    fn results_round_trip() {
+        let results = [
+            CommandResult::None,
+            CommandResult::Put(PutResponse {
+                header: Some(ResponseHeader {
+                    revision: 9,
+                    ..Default::default()
+                }),
+                prev_kv: None,
+            }),
+            CommandResult::Err(EtcdError::LeaseNotFound),
+            CommandResult::Err(EtcdError::Internal("disk full".into())),
+        ];
+        for r in results {
+            assert_eq!(CommandResult::decode(&r.encode()).unwrap(), r);
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! The client side of the peer transport: openraft's network traits over the gRPC
+//! `RaftPeer` service of the other members.
+//!
+//! One lazily connected HTTP/2 channel per peer carries every RPC to it; tonic reconnects by
+//! itself after a failure. Messages are encoded by [`super::codec`].
+
+use std::future::Future;
+use std::time::Duration;
+
+use cairn_proto::cairnraftpb::raft_peer_client::RaftPeerClient;
+use cairn_proto::cairnraftpb::{RaftMessage, SnapshotChunk};
+use openraft::error::{
+    NetworkError, RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable,
+};
+use openraft::network::RPCOption;
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
+};
+use openraft::{RaftNetworkFactory, RaftNetworkV2};
+use tonic::transport::{Channel, Endpoint};
+
+use super::codec::{self, Writer};
+use super::{Member, MemberId, TypeConfig, Vote};
+
+/// Snapshot stream chunk size.
+const SNAPSHOT_CHUNK: usize = 1024 * 1024;
+
+/// Builds peer clients for openraft from the peer URLs recorded in the membership.
+#[derive(Clone, Default)]
+pub struct PeerNetwork {
+    /// Upper bound on a peer message, which carries a batch of log entries.
+    pub max_message_bytes: usize,
+}
+
+impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: MemberId, node: &Member) -> PeerClient {
+        PeerClient::new(target, node, self.max_message_bytes)
+    }
+}
+
+/// Connects to the first usable peer URL of a member.
+pub fn peer_channel(node: &Member) -> Result<Channel, String> {
+    let url = node
+        .peer_urls
+        .first()
+        .ok_or_else(|| format!("member {} has no peer URL", node.name))?;
+    let endpoint = Endpoint::from_shared(url.clone())
+        .map_err(|e| format!("bad peer URL {url}: {e}"))?
+        .connect_timeout(Duration::from_secs(1))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_while_idle(true);
+    Ok(endpoint.connect_lazy())
+}
+
+pub struct PeerClient {
+    target: MemberId,
+    client: Result<RaftPeerClient<Channel>, String>,
+}
+
+impl PeerClient {
+    fn new(target: MemberId, node: &Member, max_message_bytes: usize) -> Self {
+        let client = peer_channel(node).map(|ch| {
+            RaftPeerClient::new(ch)
+                .max_decoding_message_size(max_message_bytes)
+                .max_encoding_message_size(max_message_bytes)
+        });
+        Self { target, client }
+    }
+
+    fn client<E: std::error::Error>(
+        &self,
+    ) -> Result<RaftPeerClient<Channel>, RPCError<TypeConfig, E>> {
+        self.client
+            .clone()
+            .map_err(|e| RPCError::Unreachable(Unreachable::from_string(e)))
+    }
+
+    /// Runs one unary call with openraft's deadline, mapping transport failures.
+    async fn call<F, Fut, E>(&self, ttl: Duration, f: F) -> Result<Vec<u8>, RPCError<TypeConfig, E>>
+    where
+        E: std::error::Error,
+        F: FnOnce(RaftPeerClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<RaftMessage>, tonic::Status>>,
+    {
+        let client = self.client()?;
+        match tokio::time::timeout(ttl, f(client)).await {
+            Err(_) => Err(RPCError::Timeout(Timeout {
+                action: openraft::RPCTypes::AppendEntries,
+                id: 0,
+                target: self.target,
+                timeout: ttl,
+            })),
+            Ok(Err(status)) => Err(status_error(status)),
+            Ok(Ok(resp)) => Ok(resp.into_inner().data),
+        }
+    }
+}
+
+fn status_error<E: std::error::Error>(status: tonic::Status) -> RPCError<TypeConfig, E> {
+    match status.code() {
+        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled => {
+            RPCError::Unreachable(Unreachable::from_string(status.message()))
+        }
+        _ => RPCError::Network(NetworkError::from_string(format!(
+            "{:?}: {}",
+            status.code(),
+            status.message()
+        ))),
+    }
+}
+
+fn decode_error<E: std::error::Error>(e: std::io::Error) -> RPCError<TypeConfig, E> {
+    RPCError::Network(NetworkError::new(&e))
+}
+
+impl RaftNetworkV2<TypeConfig> for PeerClient {
+    type SnapshotData = Vec<u8>;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let data = codec::encode_append_request(&rpc);
+        let resp = self
+            .call(option.hard_ttl(), |mut c| async move {
+                c.append_entries(RaftMessage { data }).await
+            })
+            .await?;
+        codec::decode_append_response(&resp).map_err(decode_error)
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let data = codec::encode_vote_request(&rpc);
+        let resp = self
+            .call(option.hard_ttl(), |mut c| async move {
+                c.vote(RaftMessage { data }).await
+            })
+            .await?;
+        codec::decode_vote_response(&resp).map_err(decode_error)
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let data = codec::encode_vote_request(&rpc);
+        let resp = self
+            .call(option.hard_ttl(), |mut c| async move {
+                c.pre_vote(RaftMessage { data }).await
+            })
+            .await?;
+        codec::decode_vote_response(&resp).map_err(decode_error)
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: super::SnapshotImage,
+        cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let mut client = self
+            .client
+            .clone()
+            .map_err(|e| StreamingError::Unreachable(Unreachable::from_string(e)))?;
+        let mut meta = Writer::default();
+        meta.vote(&vote);
+        meta.snapshot_meta(&snapshot.meta);
+        let data = snapshot.snapshot;
+        let mut chunks = Vec::with_capacity(data.len() / SNAPSHOT_CHUNK + 1);
+        let mut first = Some(meta.buf);
+        let mut pieces = data.chunks(SNAPSHOT_CHUNK).peekable();
+        if pieces.peek().is_none() {
+            chunks.push(SnapshotChunk {
+                meta: first.take().unwrap_or_default(),
+                data: vec![],
+                done: true,
+            });
+        }
+        while let Some(piece) = pieces.next() {
+            chunks.push(SnapshotChunk {
+                meta: first.take().unwrap_or_default(),
+                data: piece.to_vec(),
+                done: pieces.peek().is_none(),
+            });
+        }
+        let ttl = option.hard_ttl().max(Duration::from_secs(60));
+        let send = client.install_snapshot(tokio_stream::iter(chunks));
+        let resp = tokio::select! {
+            closed = cancel => return Err(StreamingError::Closed(closed)),
+            r = tokio::time::timeout(ttl, send) => r,
+        };
+        let resp = match resp {
+            Err(_) => {
+                return Err(StreamingError::Unreachable(Unreachable::from_string(
+                    "snapshot transfer timed out",
+                )))
+            }
+            Ok(Err(status)) => {
+                return Err(StreamingError::Unreachable(Unreachable::from_string(
+                    status.message(),
+                )))
+            }
+            Ok(Ok(r)) => r.into_inner().data,
+        };
+        let vote = codec::decode_vote(&resp)
+            .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
+        Ok(SnapshotResponse::new(vote))
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let mut w = Writer::default();
+        w.vote(req.from_leader());
+        w.u64(*req.to_node_id());
+        w.opt_log_id(req.last_log_id());
+        let data = w.buf;
+        let resp = self
+            .call(option.hard_ttl(), |mut c| async move {
+                c.transfer_leader(RaftMessage { data }).await
+            })
+            .await?;
+        // The receiver answers with one byte: 0 accepted, 1 refused (it logs why).
+        match resp.first() {
+            Some(0) => Ok(Ok(())),
+            _ => Err(RPCError::Network(NetworkError::from_string(
+                "leadership transfer refused by the target",
+            ))),
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! The server side of the peer transport: the `RaftPeer` gRPC service, which hands
+//! consensus messages to openraft and serves writes and read-index requests forwarded by
+//! followers.
+
+use std::sync::Arc;
+
+use cairn_proto::cairnraftpb::raft_peer_server::RaftPeer;
+use cairn_proto::cairnraftpb::{ForwardRequest, ForwardResponse, RaftMessage, SnapshotChunk};
+use openraft::raft::TransferLeaderRequest;
+use openraft::Snapshot;
+use tokio_stream::StreamExt;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::codec::{self, Reader};
+use super::command::{Command, CommandResult};
+use crate::node::{encode_read_index, Node, FORWARD_PROPOSE, FORWARD_READ_INDEX};
+use crate::server::errors::EtcdError;
+
+pub struct PeerService {
+    pub node: Arc<Node>,
+}
+
+fn bad_request(e: std::io::Error) -> Status {
+    Status::invalid_argument(format!("malformed peer message: {e}"))
+}
+
+fn stopped<E: std::fmt::Display>(e: E) -> Status {
+    Status::unavailable(format!("raft stopped: {e}"))
+}
+
+#[tonic::async_trait]
+impl RaftPeer for PeerService {
+    async fn append_entries(
+        &self,
+        request: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let req = codec::decode_append_request(&request.into_inner().data).map_err(bad_request)?;
+        let resp = self.node.raft.append_entries(req).await.map_err(stopped)?;
+        Ok(Response::new(RaftMessage {
+            data: codec::encode_append_response(&resp),
+        }))
+    }
+
+    async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let req = codec::decode_vote_request(&request.into_inner().data).map_err(bad_request)?;
+        let resp = self.node.raft.vote(req).await.map_err(stopped)?;
+        Ok(Response::new(RaftMessage {
+            data: codec::encode_vote_response(&resp),
+        }))
+    }
+
+    async fn pre_vote(
+        &self,
+        request: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let req = codec::decode_vote_request(&request.into_inner().data).map_err(bad_request)?;
+        let resp = self.node.raft.pre_vote(req).await.map_err(stopped)?;
+        Ok(Response::new(RaftMessage {
+            data: codec::encode_vote_response(&resp),
+        }))
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<Streaming<SnapshotChunk>>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let mut stream = request.into_inner();
+        let mut header = None;
+        let mut data = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            if header.is_none() {
+                let mut r = Reader::new(&chunk.meta);
+                let vote = r.vote().map_err(bad_request)?;
+                let meta = r.snapshot_meta().map_err(bad_request)?;
+                header = Some((vote, meta));
+            }
+            data.extend_from_slice(&chunk.data);
+            if chunk.done {
+                break;
+            }
+        }
+        let (vote, meta) =
+            header.ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
+        let resp = self
+            .node
+            .raft
+            .install_full_snapshot(
+                vote,
+                Snapshot {
+                    meta,
+                    snapshot: data,
+                },
+            )
+            .await
+            .map_err(stopped)?;
+        Ok(Response::new(RaftMessage {
+            data: codec::encode_vote(&resp.vote),
+        }))
+    }
+
+    async fn transfer_leader(
+        &self,
+        request: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let data = request.into_inner().data;
+        let mut r = Reader::new(&data);
+        let from = r.vote().map_err(bad_request)?;
+        let to = r.u64().map_err(bad_request)?;
+        let last = r.opt_log_id().map_err(bad_request)?;
+        let req = TransferLeaderRequest::new(from, to, last);
+        let resp = self
+            .node
+            .raft
+            .handle_transfer_leader(req)
+            .await
+            .map_err(stopped)?;
+        let answer = match resp {
+            Ok(()) => 0,
+            Err(e) => {
+                tracing::info!("refused a leadership transfer: {e}");
+                1
+            }
+        };
+        Ok(Response::new(RaftMessage { data: vec![answer] }))
+    }
+
+    async fn forward(
+        &self,
+        request: Request<ForwardRequest>,
+    ) -> Result<Response<ForwardResponse>, Status> {
+        let data = request.into_inner().data;
+        let data = match data.split_first() {
+            Some((&FORWARD_PROPOSE, body)) => {
+                let cmd = Command::decode(body).map_err(bad_request)?;
+                match self.node.propose(cmd).await {
+                    Ok(r) => r.encode(),
+                    Err(e) => CommandResult::Err(e).encode(),
+                }
+            }
+            Some((&FORWARD_READ_INDEX, _)) => encode_read_index(self.node.read_index().await),
+            _ => {
+                CommandResult::Err(EtcdError::Internal("unknown forwarded request".into())).encode()
+            }
+        };
+        Ok(Response::new(ForwardResponse { data }))
+    }
+}

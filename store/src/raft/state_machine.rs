@@ -1,0 +1,290 @@
+//! openraft's state machine over the redb MVCC store.
+//!
+//! Invariants:
+//! - a batch of committed entries is applied in ONE redb write transaction, together with
+//!   the applied log id and the membership it leads to, so the data and the position in the
+//!   log that produced it can never disagree;
+//! - most commits are non-durable (no fsync): after a crash redb returns to its last durable
+//!   commit and the Raft log replays the rest. A durable commit is made at least every
+//!   [`DURABLE_EVERY`] entries or [`DURABLE_INTERVAL`], and always before a snapshot is
+//!   reported, because openraft purges the log behind snapshots;
+//! - clients get their responses only after the commit, so a read that follows an
+//!   acknowledged write sees it.
+
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cairn_mvcc::Mvcc;
+use futures::{FutureExt, Stream, StreamExt};
+use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
+use openraft::{EntryPayload, Snapshot};
+
+use tokio::sync::watch;
+
+use super::codec::{self, Reader, Writer};
+use super::{
+    Command, CommandResult, LogId, SnapshotImage, SnapshotMeta, StoredMembership, TypeConfig,
+};
+use crate::server::errors::EtcdError;
+
+/// Entries applied between two durable redb commits, at most.
+const DURABLE_EVERY: u64 = 10_000;
+/// Time between two durable redb commits, at most (while writes flow).
+const DURABLE_INTERVAL: Duration = Duration::from_secs(1);
+/// Entries applied in one redb transaction, at most.
+const MAX_BATCH: usize = 4096;
+
+const META_APPLIED: &str = "raft/applied";
+const META_MEMBERSHIP: &str = "raft/membership";
+const META_MEMBER_PREFIX: &str = "member/";
+
+fn io_err<E: std::fmt::Display>(e: E) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+pub struct StateMachine {
+    mvcc: Arc<Mvcc>,
+    applied_tx: watch::Sender<u64>,
+    since_durable: u64,
+    last_durable: Instant,
+}
+
+impl StateMachine {
+    /// Wraps the store; `applied_tx` is told the applied index after every commit.
+    pub fn new(mvcc: Arc<Mvcc>, applied_tx: watch::Sender<u64>) -> io::Result<Self> {
+        let sm = Self {
+            mvcc,
+            applied_tx,
+            since_durable: 0,
+            last_durable: Instant::now(),
+        };
+        let applied = sm.read_applied()?;
+        sm.applied_tx.send_replace(applied.map_or(0, |l| l.index));
+        Ok(sm)
+    }
+
+    fn read_applied(&self) -> io::Result<Option<LogId>> {
+        match self.mvcc.read_meta(META_APPLIED).map_err(io_err)? {
+            Some(b) => codec::decode_opt_log_id(&b),
+            None => Ok(None),
+        }
+    }
+
+    fn read_membership(&self) -> io::Result<StoredMembership> {
+        match self.mvcc.read_meta(META_MEMBERSHIP).map_err(io_err)? {
+            Some(b) => Reader::new(&b).stored_membership(),
+            None => Ok(StoredMembership::default()),
+        }
+    }
+
+    /// Makes every commit so far durable.
+    pub fn checkpoint(&mut self) -> io::Result<()> {
+        let batch = self.mvcc.begin().map_err(io_err)?;
+        batch.commit(true).map_err(io_err)?;
+        self.since_durable = 0;
+        self.last_durable = Instant::now();
+        Ok(())
+    }
+
+    fn snapshot_now(&mut self) -> io::Result<SnapshotImage> {
+        self.checkpoint()?;
+        let snap = self.mvcc.snapshot().map_err(io_err)?;
+        // The applied id and membership come from the image's own meta, so they describe
+        // exactly the state the image holds even while entries keep being applied.
+        let last_log_id = match snap.info.meta.get(META_APPLIED) {
+            Some(b) => codec::decode_opt_log_id(b)?,
+            None => None,
+        };
+        let last_membership = match snap.info.meta.get(META_MEMBERSHIP) {
+            Some(b) => Reader::new(b).stored_membership()?,
+            None => StoredMembership::default(),
+        };
+        let image = snap.image;
+        Ok(Snapshot {
+            meta: SnapshotMeta {
+                last_log_id,
+                last_membership,
+            },
+            snapshot: image,
+        })
+    }
+}
+
+impl StateMachine {
+    /// Applies `first` and every entry already available after it (up to [`MAX_BATCH`]) in
+    /// one transaction.
+    fn apply_batch<Strm>(
+        &mut self,
+        first: Result<EntryResponder<TypeConfig>, io::Error>,
+        entries: &mut Strm,
+    ) -> Result<(), io::Error>
+    where
+        Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + Send,
+    {
+        let mut next = Some(first);
+        let mut responders = Vec::new();
+        let mut batch = self.mvcc.begin().map_err(io_err)?;
+        let mut last: Option<LogId> = None;
+        let mut applied = 0usize;
+        while let Some(item) = next {
+            let (entry, responder) = item?;
+            let result = match entry.payload {
+                EntryPayload::Blank => CommandResult::None,
+                EntryPayload::Normal(Command::Kv(cmd)) => match batch.apply(&cmd) {
+                    // Storage failures stop the node: openraft must not believe it applied.
+                    Err(e) if e.is_local_failure() => return Err(io_err(e)),
+                    r => kv_result(r),
+                },
+                EntryPayload::Normal(Command::Publish {
+                    member_id,
+                    name,
+                    client_urls,
+                }) => {
+                    let mut w = Writer::default();
+                    w.str(&name);
+                    w.strs(&client_urls);
+                    batch
+                        .set_meta(&format!("{META_MEMBER_PREFIX}{member_id:016x}"), &w.buf)
+                        .map_err(io_err)?;
+                    CommandResult::None
+                }
+                EntryPayload::Membership(m) => {
+                    let stored = StoredMembership::new(Some(entry.log_id), m);
+                    let mut w = Writer::default();
+                    w.stored_membership(&stored);
+                    batch.set_meta(META_MEMBERSHIP, &w.buf).map_err(io_err)?;
+                    CommandResult::None
+                }
+            };
+            last = Some(entry.log_id);
+            applied += 1;
+            if let Some(r) = responder {
+                responders.push((r, result));
+            }
+            if applied >= MAX_BATCH {
+                break;
+            }
+            next = entries.next().now_or_never().flatten();
+        }
+        let Some(last) = last else {
+            return Ok(());
+        };
+        batch
+            .set_meta(META_APPLIED, &codec::encode_opt_log_id(Some(&last)))
+            .map_err(io_err)?;
+        self.since_durable += applied as u64;
+        let durable =
+            self.since_durable >= DURABLE_EVERY || self.last_durable.elapsed() >= DURABLE_INTERVAL;
+        batch.commit(durable).map_err(io_err)?;
+        if durable {
+            self.since_durable = 0;
+            self.last_durable = Instant::now();
+        }
+        self.applied_tx.send_replace(last.index);
+        for (r, result) in responders {
+            r.send(result);
+        }
+        Ok(())
+    }
+}
+
+/// The name and client URLs a member published, if it has.
+pub fn published_member(mvcc: &Mvcc, id: u64) -> Option<(String, Vec<String>)> {
+    let raw = mvcc
+        .read_meta(&format!("{META_MEMBER_PREFIX}{id:016x}"))
+        .ok()??;
+    let mut r = Reader::new(&raw);
+    Some((r.string().ok()?, r.strings().ok()?))
+}
+
+fn kv_result(r: cairn_mvcc::CommandResult) -> CommandResult {
+    use cairn_mvcc::Response as M;
+    match r {
+        Ok(M::Put(r)) => CommandResult::Put(r),
+        Ok(M::DeleteRange(r)) => CommandResult::DeleteRange(r),
+        Ok(M::Txn(r)) => CommandResult::Txn(r),
+        Ok(M::Compact(r)) => CommandResult::Compact(r),
+        Ok(M::LeaseGrant(r)) => CommandResult::LeaseGrant(r),
+        Ok(M::LeaseRevoke(r)) => CommandResult::LeaseRevoke(r),
+        Err(e) => CommandResult::Err(EtcdError::from(e)),
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotData = Vec<u8>;
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
+        Ok((self.read_applied()?, self.read_membership()?))
+    }
+
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
+    where
+        Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + Send,
+    {
+        // Each batch takes one entry, then every entry already available, into one
+        // transaction; the stream ends after the last committed entry handed to us.
+        while let Some(first) = entries.next().await {
+            self.apply_batch(first, &mut entries)?;
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        SnapshotBuilder {
+            mvcc: self.mvcc.clone(),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Vec<u8>,
+    ) -> Result<(), io::Error> {
+        self.mvcc.install_snapshot(&snapshot).map_err(io_err)?;
+        let mut batch = self.mvcc.begin().map_err(io_err)?;
+        batch
+            .set_meta(
+                META_APPLIED,
+                &codec::encode_opt_log_id(meta.last_log_id.as_ref()),
+            )
+            .map_err(io_err)?;
+        let mut w = Writer::default();
+        w.stored_membership(&meta.last_membership);
+        batch.set_meta(META_MEMBERSHIP, &w.buf).map_err(io_err)?;
+        batch.commit(true).map_err(io_err)?;
+        self.since_durable = 0;
+        self.last_durable = Instant::now();
+        self.applied_tx
+            .send_replace(meta.last_log_id.as_ref().map_or(0, |l| l.index));
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<SnapshotImage>, io::Error> {
+        if self.read_applied()?.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(self.snapshot_now()?))
+    }
+}
+
+/// Builds a snapshot from a consistent read of the store, after a durable commit.
+pub struct SnapshotBuilder {
+    mvcc: Arc<Mvcc>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    type SnapshotData = Vec<u8>;
+
+    async fn build_snapshot(&mut self) -> Result<SnapshotImage, io::Error> {
+        let (tx, _rx) = watch::channel(0);
+        let mut sm = StateMachine {
+            mvcc: self.mvcc.clone(),
+            applied_tx: tx,
+            since_durable: 0,
+            last_durable: Instant::now(),
+        };
+        sm.snapshot_now()
+    }
+}

@@ -1,0 +1,188 @@
+//! The one table that maps errors to etcd's gRPC status codes and message strings.
+//!
+//! Clients match on these exact strings (clientv3 turns them back into typed errors), so the
+//! text and code of every variant are etcd's (`api/v3rpc/rpctypes`). Nothing else in the
+//! server builds a `tonic::Status` from an error by hand.
+
+use tonic::{Code, Status};
+
+/// An error a client sees, with etcd's wording.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EtcdError {
+    #[error("etcdserver: key is not provided")]
+    EmptyKey,
+    #[error("etcdserver: key not found")]
+    KeyNotFound,
+    #[error("etcdserver: value is provided")]
+    ValueProvided,
+    #[error("etcdserver: lease is provided")]
+    LeaseProvided,
+    #[error("etcdserver: too many operations in txn request")]
+    TooManyOps,
+    #[error("etcdserver: duplicate key given in txn request")]
+    DuplicateKey,
+    #[error("etcdserver: invalid sort option")]
+    InvalidSortOption,
+    #[error("etcdserver: mvcc: required revision has been compacted")]
+    Compacted,
+    #[error("etcdserver: mvcc: required revision is a future revision")]
+    FutureRev,
+    #[error("etcdserver: mvcc: database space exceeded")]
+    NoSpace,
+    #[error("etcdserver: requested lease not found")]
+    LeaseNotFound,
+    #[error("etcdserver: lease already exists")]
+    LeaseExist,
+    #[error("etcdserver: too large lease TTL")]
+    LeaseTtlTooLarge,
+    #[error("etcdserver: request is too large")]
+    RequestTooLarge,
+    #[error("etcdserver: no leader")]
+    NoLeader,
+    #[error("etcdserver: not leader")]
+    NotLeader,
+    #[error("etcdserver: leader changed")]
+    LeaderChanged,
+    #[error("etcdserver: server stopped")]
+    Stopped,
+    #[error("etcdserver: request timed out")]
+    Timeout,
+    #[error("etcdserver: member not found")]
+    MemberNotFound,
+    #[error("etcdserver: corrupt cluster")]
+    Corrupt,
+    /// An internal failure (storage I/O and the like); the text names the cause.
+    #[error("etcdserver: {0}")]
+    Internal(String),
+}
+
+impl EtcdError {
+    /// The gRPC code etcd sends with this error.
+    pub fn code(&self) -> Code {
+        use EtcdError::*;
+        match self {
+            EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey
+            | InvalidSortOption | RequestTooLarge => Code::InvalidArgument,
+            Compacted | FutureRev | LeaseTtlTooLarge => Code::OutOfRange,
+            NoSpace => Code::ResourceExhausted,
+            LeaseNotFound | MemberNotFound => Code::NotFound,
+            LeaseExist | NotLeader => Code::FailedPrecondition,
+            NoLeader | LeaderChanged | Stopped | Timeout => Code::Unavailable,
+            Corrupt => Code::DataLoss,
+            Internal(_) => Code::Internal,
+        }
+    }
+
+    /// A compact tag for carrying the error between members (forwarded requests).
+    pub fn tag(&self) -> u8 {
+        use EtcdError::*;
+        match self {
+            EmptyKey => 1,
+            KeyNotFound => 2,
+            ValueProvided => 3,
+            LeaseProvided => 4,
+            TooManyOps => 5,
+            DuplicateKey => 6,
+            InvalidSortOption => 7,
+            Compacted => 8,
+            FutureRev => 9,
+            NoSpace => 10,
+            LeaseNotFound => 11,
+            LeaseExist => 12,
+            LeaseTtlTooLarge => 13,
+            RequestTooLarge => 14,
+            NoLeader => 15,
+            NotLeader => 16,
+            LeaderChanged => 17,
+            Stopped => 18,
+            Timeout => 19,
+            MemberNotFound => 20,
+            Corrupt => 21,
+            Internal(_) => 255,
+        }
+    }
+
+    /// Inverse of [`EtcdError::tag`]; `detail` is the text of an `Internal` error.
+    pub fn from_tag(tag: u8, detail: String) -> Self {
+        use EtcdError::*;
+        match tag {
+            1 => EmptyKey,
+            2 => KeyNotFound,
+            3 => ValueProvided,
+            4 => LeaseProvided,
+            5 => TooManyOps,
+            6 => DuplicateKey,
+            7 => InvalidSortOption,
+            8 => Compacted,
+            9 => FutureRev,
+            10 => NoSpace,
+            11 => LeaseNotFound,
+            12 => LeaseExist,
+            13 => LeaseTtlTooLarge,
+            14 => RequestTooLarge,
+            15 => NoLeader,
+            16 => NotLeader,
+            17 => LeaderChanged,
+            18 => Stopped,
+            19 => Timeout,
+            20 => MemberNotFound,
+            21 => Corrupt,
+            _ => Internal(detail),
+        }
+    }
+}
+
+impl From<EtcdError> for Status {
+    fn from(e: EtcdError) -> Self {
+        Status::new(e.code(), e.to_string())
+    }
+}
+
+impl From<cairn_mvcc::MvccError> for EtcdError {
+    fn from(e: cairn_mvcc::MvccError) -> Self {
+        use cairn_mvcc::MvccError as M;
+        match e {
+            M::Compacted => EtcdError::Compacted,
+            M::FutureRevision => EtcdError::FutureRev,
+            M::LeaseNotFound => EtcdError::LeaseNotFound,
+            M::LeaseExists => EtcdError::LeaseExist,
+            M::KeyNotFound => EtcdError::KeyNotFound,
+            other => EtcdError::Internal(other.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_and_strings_are_etcds() {
+        let s = Status::from(EtcdError::Compacted);
+        assert_eq!(s.code(), Code::OutOfRange);
+        assert_eq!(
+            s.message(),
+            "etcdserver: mvcc: required revision has been compacted"
+        );
+        let s = Status::from(EtcdError::LeaseNotFound);
+        assert_eq!(s.code(), Code::NotFound);
+        assert_eq!(s.message(), "etcdserver: requested lease not found");
+        let s = Status::from(EtcdError::DuplicateKey);
+        assert_eq!(s.code(), Code::InvalidArgument);
+        assert_eq!(
+            s.message(),
+            "etcdserver: duplicate key given in txn request"
+        );
+    }
+
+    #[test]
+    fn tags_round_trip() {
+        for tag in 1..=21u8 {
+            assert_eq!(EtcdError::from_tag(tag, String::new()).tag(), tag);
+        }
+        assert_eq!(
+            EtcdError::from_tag(255, "disk".into()),
+            EtcdError::Internal("disk".into())
+        );
+    }
+}

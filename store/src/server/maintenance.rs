@@ -1,0 +1,109 @@
+//! The Maintenance service. Status is served; the RPCs not built yet answer `Unimplemented`
+//! (listed in docs/compatibility.md), never a fake success.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use cairn_proto::etcdserverpb::maintenance_server::Maintenance;
+use cairn_proto::etcdserverpb::{
+    AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, DowngradeRequest,
+    DowngradeResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest,
+    MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
+};
+use tonic::{Request, Response, Status};
+
+use crate::node::Node;
+
+/// The etcd API version cairn-store speaks; clients gate features on it.
+pub const ETCD_VERSION: &str = "3.5.0";
+
+pub struct MaintenanceService {
+    pub node: Arc<Node>,
+    pub quota_bytes: i64,
+}
+
+fn not_yet(rpc: &str) -> Status {
+    Status::unimplemented(format!(
+        "Maintenance.{rpc} is not implemented by cairn-store yet"
+    ))
+}
+
+#[tonic::async_trait]
+impl Maintenance for MaintenanceService {
+    async fn alarm(&self, _: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
+        Err(not_yet("Alarm"))
+    }
+
+    async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+        let node = &self.node;
+        let (leader, raft_index, raft_term, applied, is_learner) = node.with_metrics(|m| {
+            let is_learner = m
+                .membership_config
+                .membership()
+                .learner_ids()
+                .any(|id| id == node.id);
+            (
+                m.current_leader.unwrap_or(0),
+                m.last_log_index.unwrap_or(0),
+                m.current_term,
+                m.last_applied.as_ref().map_or(0, |l| l.index),
+                is_learner,
+            )
+        });
+        let size = node.mvcc.size_bytes().unwrap_or(0) as i64;
+        Ok(Response::new(StatusResponse {
+            header: Some(node.header(node.mvcc.current_revision())),
+            version: ETCD_VERSION.to_string(),
+            db_size: size,
+            leader,
+            raft_index,
+            raft_term,
+            raft_applied_index: applied,
+            errors: vec![],
+            db_size_in_use: size,
+            is_learner,
+            storage_version: String::new(),
+            db_size_quota: self.quota_bytes,
+            downgrade_info: None,
+        }))
+    }
+
+    async fn defragment(
+        &self,
+        _: Request<DefragmentRequest>,
+    ) -> Result<Response<DefragmentResponse>, Status> {
+        Err(not_yet("Defragment"))
+    }
+
+    async fn hash(&self, _: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        Err(not_yet("Hash"))
+    }
+
+    async fn hash_kv(&self, _: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
+        Err(not_yet("HashKV"))
+    }
+
+    type SnapshotStream =
+        Pin<Box<dyn futures::Stream<Item = Result<SnapshotResponse, Status>> + Send + 'static>>;
+
+    async fn snapshot(
+        &self,
+        _: Request<SnapshotRequest>,
+    ) -> Result<Response<Self::SnapshotStream>, Status> {
+        Err(not_yet("Snapshot"))
+    }
+
+    async fn move_leader(
+        &self,
+        _: Request<MoveLeaderRequest>,
+    ) -> Result<Response<MoveLeaderResponse>, Status> {
+        Err(not_yet("MoveLeader"))
+    }
+
+    async fn downgrade(
+        &self,
+        _: Request<DowngradeRequest>,
+    ) -> Result<Response<DowngradeResponse>, Status> {
+        Err(not_yet("Downgrade"))
+    }
+}

@@ -1,0 +1,243 @@
+//! The member process: opens storage, starts Raft, serves peers and clients.
+//!
+//! [`start`] returns once every listener is bound, so tests can start a member in-process
+//! and use it at once; [`Server::shutdown`] stops it cleanly (the same path SIGTERM takes).
+
+pub mod cluster;
+pub mod errors;
+pub mod identity;
+pub mod kv;
+pub mod maintenance;
+pub mod validate;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use cairn_proto::cairnraftpb::raft_peer_server::RaftPeerServer;
+use cairn_proto::etcdserverpb::cluster_server::ClusterServer;
+use cairn_proto::etcdserverpb::kv_server::KvServer;
+use cairn_proto::etcdserverpb::maintenance_server::MaintenanceServer;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::config::{ClusterState, Config};
+use crate::node::{Limits, Node};
+use crate::raft::log_store::LogStore;
+use crate::raft::network::PeerNetwork;
+use crate::raft::peer_service::PeerService;
+use crate::raft::state_machine::StateMachine;
+use crate::raft::{Command, Member, Raft};
+
+/// gRPC framing overhead allowed on top of --max-request-bytes (as etcd allows).
+const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+
+/// A running member.
+pub struct Server {
+    pub node: Arc<Node>,
+    pub client_addrs: Vec<SocketAddr>,
+    pub peer_addrs: Vec<SocketAddr>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Stops serving, stops Raft and makes the state machine durable.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        if let Err(e) = self.node.raft.shutdown().await {
+            tracing::warn!("raft shutdown: {e}");
+        }
+        if let Err(e) = self.node.mvcc.begin().and_then(|b| b.commit(true)) {
+            tracing::warn!("final checkpoint of the state machine failed: {e}");
+        }
+    }
+}
+
+/// Starts a member as configured and returns once it is listening.
+pub async fn start(cfg: Config) -> anyhow::Result<Server> {
+    cfg.validate()?;
+    let data_dir = cfg.data_dir();
+    let member_dir = data_dir.join("member");
+    std::fs::create_dir_all(&member_dir)
+        .with_context(|| format!("creating data dir {}", member_dir.display()))?;
+
+    let initial = cfg.initial_members()?;
+    let ident = identity::load_or_create(&member_dir, &cfg, &initial)?;
+    tracing::info!(
+        name = %cfg.name,
+        member_id = %format!("{:x}", ident.member_id),
+        cluster_id = %format!("{:x}", ident.cluster_id),
+        data_dir = %data_dir.display(),
+        "starting member"
+    );
+
+    let log = cairn_log::Log::open(member_dir.join("log"), cairn_log::LogOptions::default())
+        .context("opening the raft log")?;
+    let log_store = LogStore::new(Arc::new(log));
+    let mvcc = Arc::new(
+        cairn_mvcc::Mvcc::open(&member_dir.join("db")).context("opening the state machine")?,
+    );
+    let (applied_tx, applied_rx) = watch::channel(0u64);
+    let sm = StateMachine::new(mvcc.clone(), applied_tx)?;
+
+    let raft_config = openraft::Config {
+        cluster_name: cfg.initial_cluster_token.clone(),
+        heartbeat_interval: cfg.heartbeat_interval,
+        election_timeout_min: cfg.election_timeout,
+        election_timeout_max: cfg.election_timeout * 2,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(cfg.snapshot_count),
+        max_in_snapshot_log_to_keep: 5_000,
+        max_payload_entries: 1024,
+        enable_pre_vote: Some(true),
+        ..Default::default()
+    }
+    .validate()
+    .context("raft configuration")?;
+    let max_message = cfg.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
+    let network = PeerNetwork {
+        max_message_bytes: max_message * 64,
+    };
+    let raft: Raft = openraft::Raft::new(
+        ident.member_id,
+        Arc::new(raft_config),
+        network,
+        log_store,
+        sm,
+    )
+    .await
+    .context("starting raft")?;
+
+    let limits = Limits {
+        max_request_bytes: cfg.max_request_bytes as usize,
+        max_txn_ops: cfg.max_txn_ops as usize,
+        request_timeout: Duration::from_secs(5) + 2 * Duration::from_millis(cfg.election_timeout),
+    };
+    let node = Arc::new(Node::new(
+        ident.member_id,
+        ident.cluster_id,
+        cfg.name.clone(),
+        raft.clone(),
+        mvcc,
+        applied_rx,
+        limits,
+        cfg.advertise_client_urls(),
+    ));
+
+    let (stop, stop_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+
+    // Peers first: other members may already be waiting for us.
+    let mut peer_addrs = Vec::new();
+    for addr in cfg.peer_listen_addrs()? {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listening for peers on {addr}"))?;
+        peer_addrs.push(listener.local_addr()?);
+        let svc = RaftPeerServer::new(PeerService { node: node.clone() })
+            .max_decoding_message_size(max_message * 64)
+            .max_encoding_message_size(max_message * 64);
+        let router = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(svc);
+        tasks.push(serve(router, listener, stop_rx.clone(), "peer"));
+    }
+
+    if cfg.initial_cluster_state == ClusterState::New && !raft.is_initialized().await? {
+        let members: BTreeMap<u64, Member> = initial
+            .iter()
+            .map(|m| {
+                (
+                    identity::member_id(&m.peer_urls, &cfg.initial_cluster_token),
+                    Member {
+                        name: m.name.clone(),
+                        peer_urls: m.peer_urls.clone(),
+                    },
+                )
+            })
+            .collect();
+        // Every member of a new cluster proposes the same initial membership; openraft
+        // accepts that (the entry is identical everywhere) and one of them gets elected.
+        if let Err(e) = raft.initialize(members).await {
+            tracing::info!("cluster already initialized: {e}");
+        }
+    }
+
+    let mut client_addrs = Vec::new();
+    for addr in cfg.client_listen_addrs()? {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listening for clients on {addr}"))?;
+        client_addrs.push(listener.local_addr()?);
+        let kv = KvServer::new(kv::KvService { node: node.clone() })
+            .max_decoding_message_size(max_message);
+        let maintenance = MaintenanceServer::new(maintenance::MaintenanceService {
+            node: node.clone(),
+            quota_bytes: cfg.quota_bytes(),
+        })
+        .max_decoding_message_size(max_message);
+        let cluster = ClusterServer::new(cluster::ClusterService { node: node.clone() });
+        let router = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(kv)
+            .add_service(maintenance)
+            .add_service(cluster);
+        tasks.push(serve(router, listener, stop_rx.clone(), "client"));
+    }
+
+    tasks.push(tokio::spawn(publish(node.clone(), stop_rx.clone())));
+    tracing::info!(?client_addrs, ?peer_addrs, "ready to serve");
+    Ok(Server {
+        node,
+        client_addrs,
+        peer_addrs,
+        stop,
+        tasks,
+    })
+}
+
+fn serve(
+    router: tonic::transport::server::Router,
+    listener: TcpListener,
+    mut stop: watch::Receiver<bool>,
+    what: &'static str,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let incoming = TcpListenerStream::new(listener);
+        let signal = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = router.serve_with_incoming_shutdown(incoming, signal).await {
+            tracing::error!("{what} server stopped: {e}");
+        }
+    })
+}
+
+/// Announces this member's name and client URLs through the log, retrying until it lands.
+async fn publish(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
+    let cmd = Command::Publish {
+        member_id: node.id,
+        name: node.name.clone(),
+        client_urls: node.client_urls.clone(),
+    };
+    loop {
+        tokio::select! {
+            r = node.propose(cmd.clone()) => match r {
+                Ok(_) => {
+                    tracing::info!("published member attributes");
+                    return;
+                }
+                Err(e) => tracing::debug!("publishing member attributes: {e}"),
+            },
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

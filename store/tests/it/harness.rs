@@ -1,0 +1,190 @@
+//! Starting members for tests: in-process, or as real `cairn-store` processes.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cairn_proto::etcdserverpb::kv_client::KvClient;
+use cairn_proto::etcdserverpb::maintenance_client::MaintenanceClient;
+use cairn_proto::etcdserverpb::{PutRequest, RangeRequest, StatusRequest};
+use tonic::transport::Channel;
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+pub async fn channel(endpoint: &str) -> Option<Channel> {
+    Channel::from_shared(endpoint.to_string())
+        .expect("endpoint")
+        .connect_timeout(Duration::from_millis(500))
+        .timeout(Duration::from_secs(15))
+        .connect()
+        .await
+        .ok()
+}
+
+pub async fn kv(endpoint: &str) -> KvClient<Channel> {
+    KvClient::new(channel(endpoint).await.expect("connect"))
+}
+
+pub fn put(k: &str, v: &str) -> PutRequest {
+    PutRequest {
+        key: k.into(),
+        value: v.into(),
+        ..Default::default()
+    }
+}
+
+pub fn get(k: &str) -> RangeRequest {
+    RangeRequest {
+        key: k.into(),
+        ..Default::default()
+    }
+}
+
+/// Waits until the member answers a linearizable read.
+pub async fn wait_ready(endpoint: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(ch) = channel(endpoint).await {
+            if KvClient::new(ch).range(get("probe")).await.is_ok() {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{endpoint} not ready within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The leader's member id as `endpoint` sees it (0: none).
+pub async fn leader_of(endpoint: &str) -> u64 {
+    let Some(ch) = channel(endpoint).await else {
+        return 0;
+    };
+    MaintenanceClient::new(ch)
+        .status(StatusRequest {})
+        .await
+        .map(|r| r.into_inner().leader)
+        .unwrap_or(0)
+}
+
+pub async fn member_id_of(endpoint: &str) -> u64 {
+    let ch = channel(endpoint).await.expect("connect");
+    MaintenanceClient::new(ch)
+        .status(StatusRequest {})
+        .await
+        .expect("status")
+        .into_inner()
+        .header
+        .expect("header")
+        .member_id
+}
+
+/// One member of a test cluster, run as a real process.
+pub struct Member {
+    pub name: String,
+    pub client_url: String,
+    pub peer_url: String,
+    pub data_dir: PathBuf,
+    pub cluster: String,
+    child: Option<Child>,
+}
+
+impl Member {
+    pub fn new(name: &str, dir: &Path) -> Self {
+        Self {
+            name: name.to_string(),
+            client_url: format!("http://127.0.0.1:{}", free_port()),
+            peer_url: format!("http://127.0.0.1:{}", free_port()),
+            data_dir: dir.join(format!("{name}.cairn")),
+            cluster: String::new(),
+            child: None,
+        }
+    }
+
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "{} already running", self.name);
+        let child = Command::new(env!("CARGO_BIN_EXE_cairn-store"))
+            .args(["--name", &self.name])
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args([
+                "--listen-client-urls",
+                &self.client_url,
+                "--advertise-client-urls",
+                &self.client_url,
+                "--listen-peer-urls",
+                &self.peer_url,
+                "--initial-advertise-peer-urls",
+                &self.peer_url,
+                "--initial-cluster",
+                &self.cluster,
+                "--initial-cluster-token",
+                "test-cluster",
+                "--heartbeat-interval",
+                "50",
+                "--election-timeout",
+                "500",
+                "--log-level",
+                "warn",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn cairn-store");
+        self.child = Some(child);
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().expect("kill -9");
+            c.wait().expect("reap");
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn terminate(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let pid = c.id().to_string();
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .expect("kill -TERM");
+            let status = c.wait().expect("reap");
+            assert!(
+                status.success(),
+                "{} exited with {status} after SIGTERM",
+                self.name
+            );
+        }
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Members that know each other through --initial-cluster.
+pub fn cluster(names: &[&str], dir: &Path) -> Vec<Member> {
+    let mut members: Vec<Member> = names.iter().map(|n| Member::new(n, dir)).collect();
+    let spec = members
+        .iter()
+        .map(|m| format!("{}={}", m.name, m.peer_url))
+        .collect::<Vec<_>>()
+        .join(",");
+    for m in &mut members {
+        m.cluster = spec.clone();
+    }
+    members
+}

@@ -1,0 +1,174 @@
+//! Real `cairn-store` processes, started with etcd's flags the way users start them.
+
+use std::time::{Duration, Instant};
+
+use cairn_proto::etcdserverpb::RangeRequest;
+
+use crate::harness::{cluster, get, kv, leader_of, member_id_of, put, wait_ready};
+
+/// Every acknowledged write survives kill -9, and revisions continue where they stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_kill_9() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut members = cluster(&["solo"], dir.path());
+    let m = &mut members[0];
+    m.start();
+    wait_ready(&m.client_url, Duration::from_secs(20)).await;
+
+    tracing_phase("writing 300 keys, each acknowledged");
+    let mut client = kv(&m.client_url).await;
+    let mut last_rev = 0;
+    for i in 0..300 {
+        let r = client
+            .put(put(&format!("key/{i:04}"), &format!("value-{i}")))
+            .await
+            .expect("put")
+            .into_inner();
+        last_rev = r.header.expect("header").revision;
+    }
+    assert_eq!(last_rev, 301);
+
+    tracing_phase("kill -9, then restart on the same data dir");
+    m.kill9();
+    m.start();
+    wait_ready(&m.client_url, Duration::from_secs(20)).await;
+    let mut client = kv(&m.client_url).await;
+    let all = client
+        .range(RangeRequest {
+            key: "key/".into(),
+            range_end: "key0".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("range")
+        .into_inner();
+    assert_eq!(all.count, 300, "every acknowledged write is there");
+    assert_eq!(all.kvs[299].value, b"value-299");
+    assert_eq!(all.header.expect("header").revision, 301);
+    let r = client
+        .put(put("after", "restart"))
+        .await
+        .expect("put")
+        .into_inner();
+    assert_eq!(
+        r.header.expect("header").revision,
+        302,
+        "revisions continue"
+    );
+
+    tracing_phase("SIGTERM is a clean exit");
+    m.terminate();
+    m.start();
+    wait_ready(&m.client_url, Duration::from_secs(20)).await;
+    let after = kv(&m.client_url)
+        .await
+        .range(get("after"))
+        .await
+        .expect("range")
+        .into_inner();
+    assert_eq!(after.kvs[0].mod_revision, 302);
+}
+
+fn tracing_phase(what: &str) {
+    eprintln!("--- {what}");
+}
+
+/// A statically configured 3-member cluster: writes through any member, the leader killed,
+/// a new leader elected, writes continue, the old leader restarts and catches up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_members_survive_losing_the_leader() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut members = cluster(&["m1", "m2", "m3"], dir.path());
+    for m in &mut members {
+        m.start();
+    }
+    for m in &members {
+        wait_ready(&m.client_url, Duration::from_secs(30)).await;
+    }
+
+    tracing_phase("writes through every member, reads from every member");
+    for (i, m) in members.iter().enumerate() {
+        let mut c = kv(&m.client_url).await;
+        for j in 0..20 {
+            c.put(put(&format!("k/{i}/{j}"), "v")).await.expect("put");
+        }
+    }
+    for m in &members {
+        let r = kv(&m.client_url)
+            .await
+            .range(RangeRequest {
+                key: "k/".into(),
+                range_end: "k0".into(),
+                count_only: true,
+                ..Default::default()
+            })
+            .await
+            .expect("linearizable read")
+            .into_inner();
+        assert_eq!(r.count, 60, "{} sees every acknowledged write", m.name);
+    }
+
+    tracing_phase("kill -9 the leader");
+    let leader = leader_of(&members[0].client_url).await;
+    assert_ne!(leader, 0);
+    let mut leader_idx = None;
+    for (i, m) in members.iter().enumerate() {
+        if member_id_of(&m.client_url).await == leader {
+            leader_idx = Some(i);
+        }
+    }
+    let leader_idx = leader_idx.expect("the leader is one of the members");
+    members[leader_idx].kill9();
+    let survivors: Vec<usize> = (0..3).filter(|i| *i != leader_idx).collect();
+
+    tracing_phase("a new leader is elected and writes continue");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let l = leader_of(&members[survivors[0]].client_url).await;
+        if l != 0 && l != leader {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no new leader elected");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for &i in &survivors {
+        let mut c = kv(&members[i].client_url).await;
+        for j in 0..20 {
+            c.put(put(&format!("after/{i}/{j}"), "v"))
+                .await
+                .expect("put after failover");
+        }
+    }
+
+    tracing_phase("the old leader restarts and catches up");
+    members[leader_idx].start();
+    wait_ready(&members[leader_idx].client_url, Duration::from_secs(30)).await;
+    let r = kv(&members[leader_idx].client_url)
+        .await
+        .range(RangeRequest {
+            key: "after/".into(),
+            range_end: "after0".into(),
+            count_only: true,
+            serializable: false,
+            ..Default::default()
+        })
+        .await
+        .expect("read on the restarted member")
+        .into_inner();
+    assert_eq!(r.count, 40);
+    let old = kv(&members[leader_idx].client_url)
+        .await
+        .range(RangeRequest {
+            key: "k/".into(),
+            range_end: "k0".into(),
+            count_only: true,
+            ..Default::default()
+        })
+        .await
+        .expect("read")
+        .into_inner();
+    assert_eq!(
+        old.count, 60,
+        "nothing acknowledged before the failover was lost"
+    );
+}

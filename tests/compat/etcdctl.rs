@@ -1,0 +1,83 @@
+//! The real `etcdctl` against cairn-store: what operators type.
+
+use std::process::Command;
+
+use crate::harness::{have, Cairn};
+
+fn etcdctl(endpoint: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg("--endpoints")
+        .arg(endpoint)
+        .args(args)
+        .output()
+        .expect("run etcdctl");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcdctl_put_get_del_txn_compaction() {
+    if !have("etcdctl") {
+        return;
+    }
+    let cairn = Cairn::start().await;
+    let ep = cairn.endpoint.clone();
+    tokio::task::spawn_blocking(move || {
+        let run = |args: &[&str]| etcdctl(&ep, args);
+
+        assert_eq!(run(&["put", "foo", "bar"]), (true, "OK\n".into()));
+        assert_eq!(run(&["get", "foo"]), (true, "foo\nbar\n".into()));
+        assert_eq!(run(&["put", "foo2", "baz"]).0, true);
+        assert_eq!(
+            run(&["get", "foo", "--prefix", "--keys-only"]),
+            (true, "foo\n\nfoo2\n\n".into())
+        );
+        let (ok, json) = run(&["get", "foo", "-w", "json"]);
+        assert!(ok && json.contains("\"revision\":3"), "{json}");
+
+        // etcdctl txn reads compares, then success ops, then failure ops from stdin.
+        let mut child = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args(["--endpoints", &ep, "txn"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("etcdctl txn");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(b"value(\"foo\") = \"bar\"\n\nput foo swapped\n\nput foo failed\n\n")
+            .expect("write txn");
+        let out = child.wait_with_output().expect("txn output");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "SUCCESS\n\nOK\n");
+        assert_eq!(
+            run(&["get", "foo", "--print-value-only"]),
+            (true, "swapped\n".into())
+        );
+
+        assert_eq!(run(&["del", "foo", "--prefix"]), (true, "2\n".into()));
+        let (ok, text) = run(&["compaction", "4"]);
+        assert!(ok, "{text}");
+        assert_eq!(text, "compacted revision 4\n");
+        let (ok, text) = run(&["get", "foo", "--rev", "2"]);
+        assert!(!ok);
+        assert!(
+            text.contains("required revision has been compacted"),
+            "{text}"
+        );
+
+        let (ok, text) = run(&["member", "list"]);
+        assert!(ok && text.contains("c1"), "{text}");
+        let (ok, text) = run(&["endpoint", "status"]);
+        assert!(ok && text.contains("3.5.0"), "{text}");
+    })
+    .await
+    .expect("etcdctl steps");
+}
