@@ -301,6 +301,13 @@ async fn kv_scenario_matches_etcd() {
     let cairn = Cairn::start().await;
     let expected = scenario(&mut kv_client(&etcd.endpoint).await).await;
     let got = scenario(&mut kv_client(&cairn.endpoint).await).await;
+    if std::env::var("CAIRN_DUMP").is_ok() {
+        for line in &expected {
+            eprintln!("{line}");
+        }
+    }
+    // The reference really answered: its first put landed at revision 2.
+    assert!(expected[1].contains("revision: 2"), "{}", expected[1]);
     let mut mismatches = Vec::new();
     for (e, g) in expected.iter().zip(&got) {
         if e != g {
