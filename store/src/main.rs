@@ -9,6 +9,7 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|_| EnvFilter::new(format!("{},openraft=warn", cfg.log_level)));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()

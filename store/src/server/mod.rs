@@ -94,7 +94,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Server> {
         election_timeout_min: cfg.election_timeout,
         election_timeout_max: cfg.election_timeout * 2,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(cfg.snapshot_count),
-        max_in_snapshot_log_to_keep: 5_000,
+        max_in_snapshot_log_to_keep: cfg.experimental_snapshot_catchup_entries,
         max_payload_entries: 1024,
         enable_pre_vote: Some(true),
         ..Default::default()

@@ -95,6 +95,8 @@ pub struct Member {
     pub peer_url: String,
     pub data_dir: PathBuf,
     pub cluster: String,
+    /// Extra flags, appended after the standard ones.
+    pub extra: Vec<String>,
     child: Option<Child>,
 }
 
@@ -106,6 +108,7 @@ impl Member {
             peer_url: format!("http://127.0.0.1:{}", free_port()),
             data_dir: dir.join(format!("{name}.cairn")),
             cluster: String::new(),
+            extra: Vec::new(),
             child: None,
         }
     }
@@ -133,9 +136,10 @@ impl Member {
                 "50",
                 "--election-timeout",
                 "500",
-                "--log-level",
-                "warn",
             ])
+            .arg("--log-level")
+            .arg(std::env::var("CAIRN_TEST_LOG_LEVEL").unwrap_or_else(|_| "warn".into()))
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()

@@ -172,3 +172,80 @@ async fn three_members_survive_losing_the_leader() {
         "nothing acknowledged before the failover was lost"
     );
 }
+
+/// A member that was down while the others wrote (and purged their logs behind snapshots)
+/// comes back and catches up by receiving a snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_far_behind_catches_up_by_snapshot() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut members = cluster(&["s1", "s2", "s3"], dir.path());
+    for m in &mut members {
+        m.extra = [
+            "--snapshot-count",
+            "50",
+            "--experimental-snapshot-catchup-entries",
+            "10",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        m.start();
+    }
+    for m in &members {
+        wait_ready(&m.client_url, Duration::from_secs(30)).await;
+    }
+
+    tracing_phase("s3 goes down; 400 writes go through the others, far past its log");
+    members[2].kill9();
+    let mut writer = None;
+    for m in &members[..2] {
+        if let Some(ch) = crate::harness::channel(&m.client_url).await {
+            writer = Some(cairn_proto::etcdserverpb::kv_client::KvClient::new(ch));
+            break;
+        }
+    }
+    let mut c = writer.expect("a live member");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut written = 0;
+    while written < 400 {
+        match c.put(put(&format!("snap/{written:04}"), "v")).await {
+            Ok(_) => written += 1,
+            // While s3's departure is noticed the leader may still be settling.
+            Err(e) => {
+                assert!(Instant::now() < deadline, "writes did not resume: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+
+    tracing_phase("s3 restarts and must end up with every key");
+    members[2].start();
+    wait_ready(&members[2].client_url, Duration::from_secs(30)).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = kv(&members[2].client_url)
+            .await
+            .range(RangeRequest {
+                key: "snap/".into(),
+                range_end: "snap0".into(),
+                count_only: true,
+                serializable: true,
+                ..Default::default()
+            })
+            .await
+            .expect("serializable read on s3")
+            .into_inner();
+        if r.count == 400 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "s3 has {} of 400 keys", r.count);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let last = kv(&members[2].client_url)
+        .await
+        .range(get("snap/0399"))
+        .await
+        .expect("read")
+        .into_inner();
+    assert_eq!(last.kvs.len(), 1);
+}
