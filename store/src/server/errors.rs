@@ -51,6 +51,10 @@ pub enum EtcdError {
     MemberNotFound,
     #[error("etcdserver: corrupt cluster")]
     Corrupt,
+    #[error("etcdserver: bad leader transferee")]
+    BadLeaderTransferee,
+    #[error("etcdserver: request timed out, leader transfer took too long")]
+    LeaderTransferTimeout,
     /// An internal failure (storage I/O and the like); the text names the cause.
     #[error("etcdserver: {0}")]
     Internal(String),
@@ -66,8 +70,10 @@ impl EtcdError {
             Compacted | FutureRev | LeaseTtlTooLarge => Code::OutOfRange,
             NoSpace => Code::ResourceExhausted,
             LeaseNotFound | MemberNotFound => Code::NotFound,
-            LeaseExist | NotLeader => Code::FailedPrecondition,
-            NoLeader | LeaderChanged | Stopped | Timeout => Code::Unavailable,
+            LeaseExist | NotLeader | BadLeaderTransferee => Code::FailedPrecondition,
+            NoLeader | LeaderChanged | Stopped | Timeout | LeaderTransferTimeout => {
+                Code::Unavailable
+            }
             Corrupt => Code::DataLoss,
             Internal(_) => Code::Internal,
         }
@@ -98,6 +104,8 @@ impl EtcdError {
             Timeout => 19,
             MemberNotFound => 20,
             Corrupt => 21,
+            BadLeaderTransferee => 22,
+            LeaderTransferTimeout => 23,
             Internal(_) => 255,
         }
     }
@@ -127,6 +135,8 @@ impl EtcdError {
             19 => Timeout,
             20 => MemberNotFound,
             21 => Corrupt,
+            22 => BadLeaderTransferee,
+            23 => LeaderTransferTimeout,
             _ => Internal(detail),
         }
     }
@@ -177,7 +187,7 @@ mod tests {
 
     #[test]
     fn tags_round_trip() {
-        for tag in 1..=21u8 {
+        for tag in 1..=23u8 {
             assert_eq!(EtcdError::from_tag(tag, String::new()).tag(), tag);
         }
         assert_eq!(

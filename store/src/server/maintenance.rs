@@ -12,6 +12,7 @@ use cairn_proto::etcdserverpb::{
 };
 use tonic::{Request, Response, Status};
 
+use super::errors::EtcdError;
 use crate::node::Node;
 
 /// The etcd API version cairn-store speaks; clients gate features on it.
@@ -75,12 +76,30 @@ impl Maintenance for MaintenanceService {
         Err(not_yet("Defragment"))
     }
 
+    /// A checksum of this member's whole state machine image (data, leases and meta), equal
+    /// on members that applied the same log prefix.
     async fn hash(&self, _: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
-        Err(not_yet("Hash"))
+        let snap = self.node.mvcc.snapshot().map_err(EtcdError::from)?;
+        Ok(Response::new(HashResponse {
+            header: Some(self.node.header(snap.info.current_revision)),
+            hash: crc32fast::hash(&snap.image),
+        }))
     }
 
-    async fn hash_kv(&self, _: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
-        Err(not_yet("HashKV"))
+    /// etcd's consistency check: a hash of the key-value history up to a revision, served from
+    /// this member's own state so members can be compared with each other.
+    async fn hash_kv(
+        &self,
+        request: Request<HashKvRequest>,
+    ) -> Result<Response<HashKvResponse>, Status> {
+        let rev = request.into_inner().revision;
+        let h = self.node.mvcc.hash_kv(rev).map_err(EtcdError::from)?;
+        Ok(Response::new(HashKvResponse {
+            header: Some(self.node.header(h.current_revision)),
+            hash: h.hash,
+            compact_revision: h.compact_revision,
+            hash_revision: h.hash_revision,
+        }))
     }
 
     type SnapshotStream =
@@ -93,11 +112,46 @@ impl Maintenance for MaintenanceService {
         Err(not_yet("Snapshot"))
     }
 
+    /// Hands leadership to `target_id`; answered by the leader once the target leads.
     async fn move_leader(
         &self,
-        _: Request<MoveLeaderRequest>,
+        request: Request<MoveLeaderRequest>,
     ) -> Result<Response<MoveLeaderResponse>, Status> {
-        Err(not_yet("MoveLeader"))
+        let target = request.into_inner().target_id;
+        let node = &self.node;
+        let (leader, is_voter) = node.with_metrics(|m| {
+            (
+                m.current_leader,
+                m.membership_config
+                    .membership()
+                    .voter_ids()
+                    .any(|id| id == target),
+            )
+        });
+        if leader != Some(node.id) {
+            return Err(EtcdError::NotLeader.into());
+        }
+        if !is_voter {
+            return Err(EtcdError::BadLeaderTransferee.into());
+        }
+        if target != node.id {
+            node.raft
+                .trigger()
+                .transfer_leader(target)
+                .await
+                .map_err(|_| EtcdError::Stopped)?;
+            let moved = node
+                .raft
+                .wait(Some(node.limits.request_timeout))
+                .metrics(|m| m.current_leader == Some(target), "leader moved")
+                .await;
+            if moved.is_err() {
+                return Err(EtcdError::LeaderTransferTimeout.into());
+            }
+        }
+        Ok(Response::new(MoveLeaderResponse {
+            header: Some(node.header(node.mvcc.current_revision())),
+        }))
     }
 
     async fn downgrade(

@@ -249,3 +249,67 @@ async fn a_member_far_behind_catches_up_by_snapshot() {
         .into_inner();
     assert_eq!(last.kvs.len(), 1);
 }
+
+/// Members that applied the same log agree on HashKV, and MoveLeader hands leadership over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hash_kv_agrees_and_leadership_moves() {
+    use cairn_proto::etcdserverpb::maintenance_client::MaintenanceClient;
+    use cairn_proto::etcdserverpb::{HashKvRequest, MoveLeaderRequest};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut members = cluster(&["h1", "h2", "h3"], dir.path());
+    for m in &mut members {
+        m.start();
+    }
+    for m in &members {
+        wait_ready(&m.client_url, Duration::from_secs(30)).await;
+    }
+    let mut c = kv(&members[0].client_url).await;
+    for i in 0..50 {
+        c.put(put(&format!("h/{i}"), &i.to_string())).await.expect("put");
+    }
+    let rev = c.range(get("h/0")).await.expect("read").into_inner().header.expect("h").revision;
+
+    tracing_phase("HashKV at the same revision is equal everywhere");
+    let mut hashes = Vec::new();
+    for m in &members {
+        // Wait until the member has applied `rev` (a linearizable read guarantees it).
+        kv(&m.client_url).await.range(get("h/0")).await.expect("barrier");
+        let ch = crate::harness::channel(&m.client_url).await.expect("connect");
+        let h = MaintenanceClient::new(ch)
+            .hash_kv(HashKvRequest { revision: rev })
+            .await
+            .expect("hash kv")
+            .into_inner();
+        hashes.push((h.hash, h.compact_revision, h.hash_revision));
+    }
+    assert!(hashes.windows(2).all(|w| w[0] == w[1]), "{hashes:?}");
+    assert_eq!(hashes[0].2, rev);
+
+    tracing_phase("MoveLeader: refused by a follower, done by the leader");
+    let leader = leader_of(&members[0].client_url).await;
+    let mut ids = Vec::new();
+    for m in &members {
+        ids.push(member_id_of(&m.client_url).await);
+    }
+    let leader_idx = ids.iter().position(|id| *id == leader).expect("leader is a member");
+    let follower_idx = (leader_idx + 1) % 3;
+    let target = ids[follower_idx];
+    let ch = crate::harness::channel(&members[follower_idx].client_url)
+        .await
+        .expect("connect");
+    let err = MaintenanceClient::new(ch)
+        .move_leader(MoveLeaderRequest { target_id: target })
+        .await
+        .expect_err("a follower cannot move leadership");
+    assert_eq!(err.message(), "etcdserver: not leader");
+    let ch = crate::harness::channel(&members[leader_idx].client_url)
+        .await
+        .expect("connect");
+    MaintenanceClient::new(ch)
+        .move_leader(MoveLeaderRequest { target_id: target })
+        .await
+        .expect("move leader");
+    assert_eq!(leader_of(&members[leader_idx].client_url).await, target);
+    c.put(put("after-move", "ok")).await.expect("writes continue");
+}
