@@ -1,5 +1,6 @@
 //! cairn-store: an etcd-v3-compatible key-value server replicated by Raft.
 //!
+//! - [`backup`]: backup files (the Snapshot RPC's stream) and restoring a data dir from one;
 //! - [`config`]: etcd's command-line flags;
 //! - [`raft`]: openraft type configuration, our log and state-machine adapters, the peer
 //!   transport and the entry/command encodings;
@@ -11,6 +12,7 @@
 //! The Raft log lives in the `cairn-log` crate and the MVCC state machine in `cairn-mvcc`;
 //! neither knows about Raft messages or gRPC.
 
+pub mod backup;
 pub mod config;
 pub mod node;
 pub mod raft;

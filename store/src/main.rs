@@ -4,6 +4,10 @@ use cairn_store::Config;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("snapshot") {
+        return snapshot_command(&args[2..]);
+    }
     let cfg = Config::from_args();
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(format!("{},openraft=warn", cfg.log_level)));
@@ -32,4 +36,27 @@ async fn wait_for_signal() -> anyhow::Result<()> {
         _ = term.recv() => {}
     }
     Ok(())
+}
+
+/// `cairn-store snapshot restore FILE [member flags]` and `cairn-store snapshot status FILE`,
+/// with etcdutl's meaning.
+fn snapshot_command(args: &[String]) -> anyhow::Result<()> {
+    const USAGE: &str = "usage: cairn-store snapshot restore <file> --name <name> \\
+        --data-dir <dir> --initial-cluster <name=url,...> --initial-cluster-token <token> \\
+        --initial-advertise-peer-urls <urls>\n       cairn-store snapshot status <file>";
+    match (args.first().map(String::as_str), args.get(1)) {
+        (Some("restore"), Some(file)) => {
+            let flags = std::iter::once("cairn-store".to_string()).chain(args[2..].iter().cloned());
+            let cfg = Config::parse_args(flags).map_err(|e| anyhow::anyhow!("{e}"))?;
+            cairn_store::backup::restore(std::path::Path::new(file), &cfg)?;
+            println!("restored snapshot {file} into {}", cfg.data_dir().display());
+            Ok(())
+        }
+        (Some("status"), Some(file)) => {
+            let s = cairn_store::backup::status(std::path::Path::new(file))?;
+            println!("{:x}, {}, {}, {}", s.hash, s.revision, s.total_keys, s.total_size);
+            Ok(())
+        }
+        _ => anyhow::bail!("{USAGE}"),
+    }
 }

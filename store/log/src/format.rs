@@ -56,11 +56,11 @@ pub fn meta_file_name(name: &str) -> String {
 
 /// The scratch file a new value of `name` is written to before it is renamed over the real one.
 pub fn meta_tmp_file_name(name: &str) -> String {
-    format!("{name}.meta.tmp")
+    format!("{name}{TMP_SUFFIX}")
 }
 
 /// Suffix of scratch files; any left over from a crash are deleted on open.
-pub const TMP_SUFFIX: &str = ".tmp";
+pub const TMP_SUFFIX: &str = ".meta.tmp";
 
 /// Name of the lock file that keeps two `Log`s off one directory.
 pub const LOCK_FILE_NAME: &str = "LOCK";

@@ -11,10 +11,12 @@
 //! * A segment is fully synced before anything is written to its successor, and a new segment's
 //!   header is synced (and its name, via a directory sync) before records go into it. Hence only
 //!   the last segment can have a torn tail (see `recovery`).
-//! * A truncation is carried out at once, not batched: the segments after the new tail are gone
-//!   durably (directory sync) before the tail is cut, so no crash can leave a hole; the cut is
-//!   synced before anything is written over the cut-off space, so stale records can never
+//! * A truncation does its own syncs in the middle of the batch: the segments after the new tail
+//!   are gone durably (directory sync) before the tail is cut, so no crash can leave a hole; the
+//!   cut is synced before anything is written over the cut-off space, so stale records can never
 //!   reappear behind new ones.
+//! * A purge syncs everything before it, then makes the purge point durable: a crash never keeps
+//!   a purge while losing earlier appends.
 //! * The first failed write or sync poisons the log; from then on nothing is written and every
 //!   callback gets an error.
 

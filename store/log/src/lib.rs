@@ -9,8 +9,10 @@
 //! * **Durability**: an append's completion callback reports `Ok` only after an `fdatasync`
 //!   covering it and every earlier operation has returned; truncations and purges are durable
 //!   no later than the next append or flush that reports `Ok`. Meta saves are durable on return.
-//! * **Order**: the disk sees operations in call order; after a crash the log is a state the
-//!   call sequence passed through, never older than the last acknowledged operation.
+//! * **Order**: the disk sees operations in call order. After a crash the log holds the effect
+//!   of every acknowledged operation and is otherwise a state the call sequence passed through,
+//!   or one with the next append or truncation only partly applied (a prefix of its entries, or a
+//!   log cut somewhere between the old end and the truncation point).
 //! * **Failure**: the first failed write or sync poisons the log; every later mutation fails.
 //! * **Recovery**: a torn tail of the last segment is cut off with a warning; any other damage
 //!   refuses to open with [`LogError::Corrupt`], naming the file and byte offset.

@@ -282,9 +282,11 @@ impl Log {
     /// Removes every entry `>= index` (conflict resolution). Visible at once; durable before any
     /// later append or flush reports durability. An `index` at or below the first entry removes
     /// everything, and the log then continues at the first entry's index; one past the last
-    /// entry does nothing. On disk, later segments are deleted and
-    /// the segment holding `index` is cut there (this costs one or two syncs on the writer
-    /// thread). A concurrent `read` of the removed entries may fail with `Corrupt`.
+    /// entry does nothing.
+    ///
+    /// On disk the segments after the one holding `index` are deleted and that one is cut at
+    /// `index` (one or two extra syncs on the writer thread). A `read` racing with the truncation
+    /// of the entries it reads may see [`LogError::Corrupt`] for them.
     pub fn truncate(&self, index: u64) -> Result<(), LogError> {
         self.shared.check_poison()?;
         let cmd = {
@@ -381,7 +383,11 @@ impl Log {
                     Lookup::Cached(data) => out.push((index, data)),
                     Lookup::Disk(loc) => {
                         let file = state.files.get(&loc.segment).cloned();
-                        on_disk.push((out.len(), loc, file));
+                        on_disk.push(DiskRead {
+                            slot: out.len(),
+                            loc,
+                            file,
+                        });
                         out.push((index, Bytes::new()));
                     }
                 }
@@ -494,32 +500,28 @@ impl Log {
         }
     }
 
-    fn read_span(
-        &self,
-        span: &[(usize, Loc, Option<Arc<dyn LogFile>>)],
-        out: &mut [(u64, Bytes)],
-    ) -> Result<(), LogError> {
+    fn read_span(&self, span: &[DiskRead], out: &mut [(u64, Bytes)]) -> Result<(), LogError> {
         let (Some(first), Some(last)) = (span.first(), span.last()) else {
             return Ok(());
         };
         let path = self
             .shared
             .dir
-            .join(format::segment_file_name(first.1.segment));
-        let Some(file) = &first.2 else {
+            .join(format::segment_file_name(first.loc.segment));
+        let Some(file) = &first.file else {
             return Err(LogError::corrupt(
                 &path,
-                first.1.offset,
+                first.loc.offset,
                 "segment file is not open (internal error)",
             ));
         };
-        let start = first.1.offset;
-        let end = last.1.offset + format::entry_record_len(last.1.len as usize);
+        let start = first.loc.offset;
+        let end = last.loc.offset + format::entry_record_len(last.loc.len as usize);
         let mut buf = vec![0u8; (end - start) as usize];
         file.read_exact_at(&mut buf, start)
             .map_err(|e| LogError::io("read", &path, e))?;
         let buf = Bytes::from(buf);
-        for (slot, loc, _) in span {
+        for DiskRead { slot, loc, .. } in span {
             let at = (loc.offset - start) as usize;
             let index = out[*slot].0;
             let bad = |reason: String| LogError::corrupt(&path, loc.offset, reason);
@@ -556,12 +558,20 @@ impl State {
     }
 }
 
+/// An entry to fetch from disk into `out[slot]` of a read.
+struct DiskRead {
+    slot: usize,
+    loc: Loc,
+    /// `None` only if the index and the open files disagree (a bug), reported as corruption.
+    file: Option<Arc<dyn LogFile>>,
+}
+
 /// Length of the leading run of `reads` that are adjacent records of one segment.
-fn span_len(reads: &[(usize, Loc, Option<Arc<dyn LogFile>>)]) -> usize {
-    let start = reads[0].1.offset;
+fn span_len(reads: &[DiskRead]) -> usize {
+    let start = reads[0].loc.offset;
     let mut n = 1;
-    while let Some((_, next, _)) = reads.get(n) {
-        let prev = reads[n - 1].1;
+    while let Some(DiskRead { loc: next, .. }) = reads.get(n) {
+        let prev = reads[n - 1].loc;
         let prev_end = prev.offset + format::entry_record_len(prev.len as usize);
         let next_end = next.offset + format::entry_record_len(next.len as usize);
         if next.segment != prev.segment
@@ -588,6 +598,12 @@ fn to_range(range: impl RangeBounds<u64>) -> Range<u64> {
     };
     start..end
 }
+
+// `Log` is shared across threads and async tasks.
+const _: fn() = || {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<Log>();
+};
 
 // The smallest segment must hold its header and an empty entry.
 const _: () = assert!(SEGMENT_HEADER_LEN + format::entry_record_len(0) <= MIN_SEGMENT_SIZE);

@@ -1,4 +1,12 @@
 //! Integration tests of `cairn-log`, one binary: each module tells one part of the story.
+//!
+//! Bugs these tests found (keep the guarding test when changing the code it names):
+//!
+//! | # | found by | bug | guarded by |
+//! |---|----------|-----|------------|
+//! | 1 | `model` (crash) | truncating through a segment whose header voided older entries resurrected them after a crash | `truncate::a_truncation_in_progress_never_resurrects_entries_removed_by_an_earlier_one` |
+//! | 2 | `model` (crash) | a purge's meta file became durable before the appends submitted before it | `model` (purge now syncs earlier writes first) |
+//! | 3 | `truncate` | truncating everything left an empty tail while the log accepted any next index | `truncate::truncating_everything_leaves_an_empty_log_that_continues_at_the_same_index` |
 
 mod crash;
 mod group_commit;

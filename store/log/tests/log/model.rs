@@ -199,7 +199,7 @@ fn run(seed: u64, steps: usize) {
     let mut rng = Rng(seed);
     let options = LogOptions {
         segment_size: 512,
-        cache_size: if seed % 2 == 0 { 0 } else { 600 },
+        cache_size: if seed.is_multiple_of(2) { 0 } else { 600 },
         queue_depth: 16,
     };
     let mut fs = MemFs::new();

@@ -1,0 +1,129 @@
+//! Backup files: what `Maintenance.Snapshot` streams and `cairn-store snapshot restore` reads.
+//!
+//! A backup is the state machine image (format in docs/mvcc-format.md) followed by the
+//! SHA-256 of the image, 32 bytes — the same trailer etcd appends to its snapshot stream, so
+//! a truncated or damaged download is detected before anything is restored.
+//!
+//! Restoring builds a fresh data directory for a NEW cluster: the keys, revisions and leases
+//! of the backup, no Raft history, and the membership given on the command line (like
+//! `etcdutl snapshot restore`).
+
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use sha2::{Digest, Sha256};
+
+use crate::config::Config;
+use crate::server::identity;
+
+/// Length of the checksum trailer.
+pub const TRAILER_LEN: usize = 32;
+
+/// Appends the checksum trailer to an image, making it a backup.
+pub fn seal(mut image: Vec<u8>) -> Vec<u8> {
+    let digest = Sha256::digest(&image);
+    image.extend_from_slice(&digest);
+    image
+}
+
+/// Checks a backup's trailer and returns the image inside it.
+pub fn open(backup: &[u8]) -> anyhow::Result<&[u8]> {
+    if backup.len() < TRAILER_LEN {
+        bail!("backup is {} bytes, too short to hold its checksum", backup.len());
+    }
+    let (image, trailer) = backup.split_at(backup.len() - TRAILER_LEN);
+    if Sha256::digest(image).as_slice() != trailer {
+        bail!("backup checksum mismatch: the file is truncated or damaged");
+    }
+    Ok(image)
+}
+
+/// What a backup holds, for `cairn-store snapshot status`.
+pub struct BackupStatus {
+    pub hash: u32,
+    pub revision: i64,
+    pub total_keys: usize,
+    pub total_size: usize,
+}
+
+pub fn status(path: &Path) -> anyhow::Result<BackupStatus> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let image = open(&bytes)?;
+    let dir = tempfile_dir(path)?;
+    let mvcc = cairn_mvcc::Mvcc::open(&dir.join("db"))?;
+    let info = mvcc.install_snapshot(image)?;
+    let all = mvcc.range(&cairn_proto::etcdserverpb::RangeRequest {
+        key: vec![0],
+        range_end: vec![0],
+        count_only: true,
+        ..Default::default()
+    })?;
+    drop(mvcc);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(BackupStatus {
+        hash: crc32fast::hash(image),
+        revision: info.current_revision,
+        total_keys: all.count as usize,
+        total_size: bytes.len(),
+    })
+}
+
+fn tempfile_dir(near: &Path) -> anyhow::Result<std::path::PathBuf> {
+    let base = std::env::temp_dir().join(format!(
+        "cairn-backup-{}-{}",
+        std::process::id(),
+        near.file_name().and_then(|n| n.to_str()).unwrap_or("backup")
+    ));
+    std::fs::create_dir_all(&base)?;
+    Ok(base)
+}
+
+/// Creates `cfg.data_dir()` from a backup, for a new cluster described by `cfg`'s
+/// `--name`, `--initial-cluster`, `--initial-cluster-token` and
+/// `--initial-advertise-peer-urls`. Refuses to touch an existing data directory.
+pub fn restore(backup_path: &Path, cfg: &Config) -> anyhow::Result<()> {
+    cfg.validate()?;
+    let data_dir = cfg.data_dir();
+    if data_dir.exists() {
+        bail!("data-dir {:?} exists", data_dir.display().to_string());
+    }
+    let bytes = std::fs::read(backup_path)
+        .with_context(|| format!("reading {}", backup_path.display()))?;
+    let image = open(&bytes)?;
+    let member_dir = data_dir.join("member");
+    std::fs::create_dir_all(&member_dir)?;
+    let result = (|| -> anyhow::Result<()> {
+        let mvcc = cairn_mvcc::Mvcc::open(&member_dir.join("db"))?;
+        let info = mvcc.install_snapshot(image)?;
+        // The new cluster starts its own Raft history: drop the old one's position, its
+        // membership and what its members published.
+        let mut batch = mvcc.begin()?;
+        for name in info.meta.keys() {
+            batch.remove_meta(name)?;
+        }
+        batch.commit(true)?;
+        identity::load_or_create(&member_dir, cfg, &cfg.initial_members()?)?;
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_dir_all(&data_dir);
+        return Err(e);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn damaged_backups_are_refused() {
+        let sealed = seal(b"image bytes".to_vec());
+        assert_eq!(open(&sealed).unwrap(), b"image bytes");
+        let mut flipped = sealed.clone();
+        flipped[3] ^= 1;
+        assert!(open(&flipped).is_err());
+        assert!(open(&sealed[..sealed.len() - 1]).is_err());
+        assert!(open(&[]).is_err());
+    }
+}
