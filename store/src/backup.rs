@@ -1,8 +1,10 @@
 //! Backup files: what `Maintenance.Snapshot` streams and `cairn-store snapshot restore` reads.
 //!
-//! A backup is the state machine image (format in docs/mvcc-format.md) followed by the
-//! SHA-256 of the image, 32 bytes — the same trailer etcd appends to its snapshot stream, so
-//! a truncated or damaged download is detected before anything is restored.
+//! A backup is laid out as etcd's snapshot stream is, so etcd's tools accept it: a body whose
+//! length is a multiple of 512 bytes, then the SHA-256 of the body (32 bytes), which detects a
+//! truncated or damaged download before anything is restored. The body is the state-machine
+//! image (format in docs/mvcc-format.md), zero padding, and the image length as a
+//! little-endian u64 in the body's last 8 bytes.
 //!
 //! Restoring builds a fresh data directory for a NEW cluster: the keys, revisions and leases
 //! of the backup, no Raft history, and the membership given on the command line (like
@@ -19,8 +21,15 @@ use crate::server::identity;
 /// Length of the checksum trailer.
 pub const TRAILER_LEN: usize = 32;
 
-/// Appends the checksum trailer to an image, making it a backup.
+/// The body of a backup is a whole number of these.
+const BODY_ALIGN: usize = 512;
+
+/// Pads an image and appends its length and the checksum trailer, making it a backup.
 pub fn seal(mut image: Vec<u8>) -> Vec<u8> {
+    let len = image.len() as u64;
+    let body = (image.len() + 8).div_ceil(BODY_ALIGN) * BODY_ALIGN;
+    image.resize(body - 8, 0);
+    image.extend_from_slice(&len.to_le_bytes());
     let digest = Sha256::digest(&image);
     image.extend_from_slice(&digest);
     image
@@ -28,14 +37,25 @@ pub fn seal(mut image: Vec<u8>) -> Vec<u8> {
 
 /// Checks a backup's trailer and returns the image inside it.
 pub fn open(backup: &[u8]) -> anyhow::Result<&[u8]> {
-    if backup.len() < TRAILER_LEN {
-        bail!("backup is {} bytes, too short to hold its checksum", backup.len());
+    if backup.len() < TRAILER_LEN + 8 {
+        bail!(
+            "backup is {} bytes, too short to hold its checksum",
+            backup.len()
+        );
     }
-    let (image, trailer) = backup.split_at(backup.len() - TRAILER_LEN);
-    if Sha256::digest(image).as_slice() != trailer {
+    let (body, trailer) = backup.split_at(backup.len() - TRAILER_LEN);
+    if Sha256::digest(body).as_slice() != trailer {
         bail!("backup checksum mismatch: the file is truncated or damaged");
     }
-    Ok(image)
+    let (padded, len) = body.split_at(body.len() - 8);
+    let len = u64::from_le_bytes(len.try_into().expect("8 bytes")) as usize;
+    if len > padded.len() {
+        bail!(
+            "backup names an image of {len} bytes in a body of {}",
+            padded.len()
+        );
+    }
+    Ok(&padded[..len])
 }
 
 /// What a backup holds, for `cairn-store snapshot status`.
@@ -72,7 +92,9 @@ fn tempfile_dir(near: &Path) -> anyhow::Result<std::path::PathBuf> {
     let base = std::env::temp_dir().join(format!(
         "cairn-backup-{}-{}",
         std::process::id(),
-        near.file_name().and_then(|n| n.to_str()).unwrap_or("backup")
+        near.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("backup")
     ));
     std::fs::create_dir_all(&base)?;
     Ok(base)
@@ -87,8 +109,8 @@ pub fn restore(backup_path: &Path, cfg: &Config) -> anyhow::Result<()> {
     if data_dir.exists() {
         bail!("data-dir {:?} exists", data_dir.display().to_string());
     }
-    let bytes = std::fs::read(backup_path)
-        .with_context(|| format!("reading {}", backup_path.display()))?;
+    let bytes =
+        std::fs::read(backup_path).with_context(|| format!("reading {}", backup_path.display()))?;
     let image = open(&bytes)?;
     let member_dir = data_dir.join("member");
     std::fs::create_dir_all(&member_dir)?;
@@ -119,7 +141,15 @@ mod tests {
     #[test]
     fn damaged_backups_are_refused() {
         let sealed = seal(b"image bytes".to_vec());
+        assert_eq!(
+            (sealed.len() - TRAILER_LEN) % BODY_ALIGN,
+            0,
+            "etcd's tools check this"
+        );
         assert_eq!(open(&sealed).unwrap(), b"image bytes");
+        let exact = seal(vec![7; BODY_ALIGN - 8]);
+        assert_eq!(exact.len(), BODY_ALIGN + TRAILER_LEN);
+        assert_eq!(open(&exact).unwrap(), vec![7; BODY_ALIGN - 8].as_slice());
         let mut flipped = sealed.clone();
         flipped[3] ^= 1;
         assert!(open(&flipped).is_err());

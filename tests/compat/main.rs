@@ -9,5 +9,6 @@
 
 mod etcd_client_crate;
 mod etcdctl;
+mod etcdctl_ops;
 mod harness;
 mod side_by_side;
