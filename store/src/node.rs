@@ -204,6 +204,21 @@ impl Node {
             .map_err(|_| EtcdError::Stopped)
     }
 
+    /// Sends `data` (a `FORWARD_*` request) to the leader's `Forward` RPC. `Ok(None)`: this
+    /// member leads and must answer itself; `Err`: no leader is known or reachable right now.
+    pub async fn forward_to_leader(&self, data: Vec<u8>) -> Result<Option<Vec<u8>>, String> {
+        let f = match self.raft.as_leader() {
+            Ok(_) => return Ok(None),
+            Err(f) => f,
+        };
+        match (f.leader_id, f.leader_node) {
+            (Some(leader), Some(node)) if leader != self.id => {
+                self.forward(leader, &node, data).await.map(Some)
+            }
+            _ => Err("no leader".into()),
+        }
+    }
+
     async fn forward(
         &self,
         leader: MemberId,

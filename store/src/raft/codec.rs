@@ -89,6 +89,7 @@ impl Writer {
     pub fn member(&mut self, m: &Member) {
         self.str(&m.name);
         self.strs(&m.peer_urls);
+        self.bool(m.voter_pending);
     }
     pub fn membership(&mut self, m: &Membership) {
         let configs = m.get_joint_config();
@@ -220,6 +221,7 @@ impl<'a> Reader<'a> {
         Ok(Member {
             name: self.string()?,
             peer_urls: self.strings()?,
+            voter_pending: self.bool()?,
         })
     }
     pub fn membership(&mut self) -> io::Result<Membership> {
@@ -426,6 +428,7 @@ mod tests {
                 Member {
                     name: "a".into(),
                     peer_urls: vec!["http://127.0.0.1:2380".into()],
+                    voter_pending: true,
                 },
             ),
             (2, Member::default()),

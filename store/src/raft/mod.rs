@@ -29,6 +29,9 @@ pub type MemberId = u64;
 pub struct Member {
     pub name: String,
     pub peer_urls: Vec<String>,
+    /// Added as a voter but still a learner until it catches up (see
+    /// `server::membership`); listed as a voter meanwhile.
+    pub voter_pending: bool,
 }
 
 impl fmt::Display for Member {

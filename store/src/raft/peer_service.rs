@@ -15,6 +15,7 @@ use super::codec::{self, Reader};
 use super::command::{Command, CommandResult};
 use crate::node::{encode_read_index, Node, FORWARD_PROPOSE, FORWARD_READ_INDEX};
 use crate::server::errors::EtcdError;
+use crate::server::membership;
 
 pub struct PeerService {
     pub node: Arc<Node>,
@@ -139,6 +140,10 @@ impl RaftPeer for PeerService {
                 }
             }
             Some((&FORWARD_READ_INDEX, _)) => encode_read_index(self.node.read_index().await),
+            Some((&membership::FORWARD_MEMBERSHIP, body)) => {
+                membership::handle_forwarded(&self.node, body).await
+            }
+            Some((&membership::FORWARD_MEMBERS, _)) => membership::encode_members(&self.node),
             _ => {
                 CommandResult::Err(EtcdError::Internal("unknown forwarded request".into())).encode()
             }

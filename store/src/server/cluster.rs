@@ -1,75 +1,50 @@
-//! The Cluster service. MemberList is served from the Raft membership plus the attributes
-//! each member published; membership changes arrive with the membership work and answer
-//! `Unimplemented` until then (listed in docs/compatibility.md).
+//! The Cluster service: MemberList from the Raft membership plus the attributes each member
+//! published; the changes are run by the leader (see [`membership`]).
 
 use std::sync::Arc;
 
 use cairn_proto::etcdserverpb::cluster_server::Cluster;
 use cairn_proto::etcdserverpb::{
-    Member, MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse,
+    MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse,
     MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse,
     MemberUpdateRequest, MemberUpdateResponse,
 };
 use tonic::{Request, Response, Status};
 
+use super::membership;
 use crate::node::Node;
-use crate::raft::state_machine::published_member;
 
 pub struct ClusterService {
     pub node: Arc<Node>,
-}
-
-fn not_yet(rpc: &str) -> Status {
-    Status::unimplemented(format!(
-        "Cluster.{rpc} is not implemented by cairn-store yet"
-    ))
-}
-
-impl ClusterService {
-    /// Every member of the current configuration, voters and learners, in id order.
-    pub fn members(&self) -> Vec<Member> {
-        let membership = self.node.with_metrics(|m| m.membership_config.clone());
-        let learners: Vec<u64> = membership.membership().learner_ids().collect();
-        membership
-            .nodes()
-            .map(|(id, m)| {
-                // A member that has not published yet shows the name it was configured
-                // with and no client URLs, as etcd lists unstarted members.
-                let (name, client_urls) = published_member(&self.node.mvcc, *id)
-                    .unwrap_or_else(|| (m.name.clone(), vec![]));
-                Member {
-                    id: *id,
-                    name,
-                    peer_ur_ls: m.peer_urls.clone(),
-                    client_ur_ls: client_urls,
-                    is_learner: learners.contains(id),
-                }
-            })
-            .collect()
-    }
 }
 
 #[tonic::async_trait]
 impl Cluster for ClusterService {
     async fn member_add(
         &self,
-        _: Request<MemberAddRequest>,
+        request: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
-        Err(not_yet("MemberAdd"))
+        let mut resp = membership::member_add(&self.node, request.into_inner()).await?;
+        resp.header = Some(self.node.header(self.node.mvcc.current_revision()));
+        Ok(Response::new(resp))
     }
 
     async fn member_remove(
         &self,
-        _: Request<MemberRemoveRequest>,
+        request: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
-        Err(not_yet("MemberRemove"))
+        let mut resp = membership::member_remove(&self.node, request.into_inner()).await?;
+        resp.header = Some(self.node.header(self.node.mvcc.current_revision()));
+        Ok(Response::new(resp))
     }
 
     async fn member_update(
         &self,
-        _: Request<MemberUpdateRequest>,
+        request: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
-        Err(not_yet("MemberUpdate"))
+        let mut resp = membership::member_update(&self.node, request.into_inner()).await?;
+        resp.header = Some(self.node.header(self.node.mvcc.current_revision()));
+        Ok(Response::new(resp))
     }
 
     async fn member_list(
@@ -81,14 +56,16 @@ impl Cluster for ClusterService {
         }
         Ok(Response::new(MemberListResponse {
             header: Some(self.node.header(self.node.mvcc.current_revision())),
-            members: self.members(),
+            members: membership::members(&self.node),
         }))
     }
 
     async fn member_promote(
         &self,
-        _: Request<MemberPromoteRequest>,
+        request: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
-        Err(not_yet("MemberPromote"))
+        let mut resp = membership::member_promote(&self.node, request.into_inner()).await?;
+        resp.header = Some(self.node.header(self.node.mvcc.current_revision()));
+        Ok(Response::new(resp))
     }
 }

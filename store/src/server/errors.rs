@@ -53,6 +53,16 @@ pub enum EtcdError {
     Corrupt,
     #[error("etcdserver: bad leader transferee")]
     BadLeaderTransferee,
+    #[error("etcdserver: member ID already exist")]
+    MemberExist,
+    #[error("etcdserver: Peer URLs already exists")]
+    PeerUrlExist,
+    #[error("etcdserver: given member URLs are invalid")]
+    MemberBadUrls,
+    #[error("etcdserver: can only promote a learner member")]
+    MemberNotLearner,
+    #[error("etcdserver: can only promote a learner member which is in sync with leader")]
+    LearnerNotReady,
     #[error("etcdserver: request timed out, leader transfer took too long")]
     LeaderTransferTimeout,
     /// An internal failure (storage I/O and the like); the text names the cause.
@@ -66,11 +76,12 @@ impl EtcdError {
         use EtcdError::*;
         match self {
             EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey
-            | InvalidSortOption | RequestTooLarge => Code::InvalidArgument,
+            | InvalidSortOption | RequestTooLarge | MemberBadUrls => Code::InvalidArgument,
             Compacted | FutureRev | LeaseTtlTooLarge => Code::OutOfRange,
             NoSpace => Code::ResourceExhausted,
             LeaseNotFound | MemberNotFound => Code::NotFound,
-            LeaseExist | NotLeader | BadLeaderTransferee => Code::FailedPrecondition,
+            LeaseExist | NotLeader | BadLeaderTransferee | MemberExist | PeerUrlExist
+            | MemberNotLearner | LearnerNotReady => Code::FailedPrecondition,
             NoLeader | LeaderChanged | Stopped | Timeout | LeaderTransferTimeout => {
                 Code::Unavailable
             }
@@ -106,6 +117,11 @@ impl EtcdError {
             Corrupt => 21,
             BadLeaderTransferee => 22,
             LeaderTransferTimeout => 23,
+            MemberExist => 24,
+            PeerUrlExist => 25,
+            MemberBadUrls => 26,
+            MemberNotLearner => 27,
+            LearnerNotReady => 28,
             Internal(_) => 255,
         }
     }
@@ -137,6 +153,11 @@ impl EtcdError {
             21 => Corrupt,
             22 => BadLeaderTransferee,
             23 => LeaderTransferTimeout,
+            24 => MemberExist,
+            25 => PeerUrlExist,
+            26 => MemberBadUrls,
+            27 => MemberNotLearner,
+            28 => LearnerNotReady,
             _ => Internal(detail),
         }
     }
@@ -187,7 +208,7 @@ mod tests {
 
     #[test]
     fn tags_round_trip() {
-        for tag in 1..=23u8 {
+        for tag in 1..=28u8 {
             assert_eq!(EtcdError::from_tag(tag, String::new()).tag(), tag);
         }
         assert_eq!(

@@ -60,16 +60,8 @@ pub fn load_or_create(
     cfg: &Config,
     initial: &[InitialMember],
 ) -> anyhow::Result<Identity> {
-    let path = member_dir.join(FILE);
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        let mut ids = text.split_whitespace().map(|s| u64::from_str_radix(s, 16));
-        if let (Some(Ok(member_id)), Some(Ok(cluster_id))) = (ids.next(), ids.next()) {
-            return Ok(Identity {
-                member_id,
-                cluster_id,
-            });
-        }
-        anyhow::bail!("{} is corrupt: {text:?}", path.display());
+    if let Some(ident) = load(member_dir)? {
+        return Ok(ident);
     }
     let me = initial
         .iter()
@@ -84,6 +76,29 @@ pub fn load_or_create(
         member_id: member_id(&me.peer_urls, token),
         cluster_id: cluster_id(&ids, token),
     };
+    store(member_dir, ident)?;
+    Ok(ident)
+}
+
+/// The stored identity, if this data dir has one.
+pub fn load(member_dir: &Path) -> anyhow::Result<Option<Identity>> {
+    let path = member_dir.join(FILE);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(None);
+    };
+    let mut ids = text.split_whitespace().map(|s| u64::from_str_radix(s, 16));
+    if let (Some(Ok(member_id)), Some(Ok(cluster_id))) = (ids.next(), ids.next()) {
+        return Ok(Some(Identity {
+            member_id,
+            cluster_id,
+        }));
+    }
+    anyhow::bail!("{} is corrupt: {text:?}", path.display());
+}
+
+/// Stores an identity durably (write, fsync, rename, fsync the directory).
+pub fn store(member_dir: &Path, ident: Identity) -> anyhow::Result<()> {
+    let path = member_dir.join(FILE);
     let tmp = member_dir.join(format!("{FILE}.tmp"));
     {
         let mut f = std::fs::File::create(&tmp)?;
@@ -92,7 +107,7 @@ pub fn load_or_create(
     }
     std::fs::rename(&tmp, &path)?;
     std::fs::File::open(member_dir)?.sync_all()?;
-    Ok(ident)
+    Ok(())
 }
 
 #[cfg(test)]

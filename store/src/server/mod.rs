@@ -8,6 +8,7 @@ pub mod errors;
 pub mod identity;
 pub mod kv;
 pub mod maintenance;
+pub mod membership;
 pub mod validate;
 
 use std::collections::BTreeMap;
@@ -70,7 +71,22 @@ pub async fn start(cfg: Config) -> anyhow::Result<Server> {
         .with_context(|| format!("creating data dir {}", member_dir.display()))?;
 
     let initial = cfg.initial_members()?;
-    let ident = identity::load_or_create(&member_dir, &cfg, &initial)?;
+    let ident = match identity::load(&member_dir)? {
+        Some(ident) => ident,
+        // Joining a running cluster: it already knows our id (from `member add`).
+        None if cfg.initial_cluster_state == ClusterState::Existing => {
+            let mine: Vec<String> = crate::config::split_urls(&cfg.initial_advertise_peer_urls);
+            let others: Vec<String> = initial
+                .iter()
+                .flat_map(|m| m.peer_urls.iter().cloned())
+                .filter(|u| !mine.contains(u))
+                .collect();
+            let ident = membership::discover_identity(&others, &mine).await?;
+            identity::store(&member_dir, ident)?;
+            ident
+        }
+        None => identity::load_or_create(&member_dir, &cfg, &initial)?,
+    };
     tracing::info!(
         name = %cfg.name,
         member_id = %format!("{:x}", ident.member_id),
@@ -159,6 +175,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Server> {
                     Member {
                         name: m.name.clone(),
                         peer_urls: m.peer_urls.clone(),
+                        voter_pending: false,
                     },
                 )
             })
@@ -193,6 +210,10 @@ pub async fn start(cfg: Config) -> anyhow::Result<Server> {
     }
 
     tasks.push(tokio::spawn(publish(node.clone(), stop_rx.clone())));
+    tasks.push(tokio::spawn(membership::promote_caught_up(
+        node.clone(),
+        stop_rx.clone(),
+    )));
     tracing::info!(?client_addrs, ?peer_addrs, "ready to serve");
     Ok(Server {
         node,

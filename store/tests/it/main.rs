@@ -4,5 +4,6 @@
 //!   losing its leader, a restarted member catching up.
 
 mod harness;
+mod membership;
 mod processes;
 mod single_node;
