@@ -30,6 +30,11 @@ pub struct Config {
     )]
     pub listen_client_urls: String,
 
+    /// List of additional URLs to listen on that will respond to both the /metrics and
+    /// /health endpoints.
+    #[arg(long, env = "ETCD_LISTEN_METRICS_URLS", default_value = "")]
+    pub listen_metrics_urls: String,
+
     /// List of this member's client URLs to advertise to the public.
     #[arg(
         long,
@@ -102,6 +107,15 @@ pub struct Config {
         default_value_t = 5000
     )]
     pub experimental_snapshot_catchup_entries: u64,
+
+    /// Duration of periodic watch progress notifications (Go duration, e.g. 10m, 5s, 500ms).
+    #[arg(
+        long,
+        env = "ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL",
+        default_value = "10m",
+        value_parser = parse_go_duration
+    )]
+    pub experimental_watch_progress_notify_interval: Duration,
 
     /// Logging level: debug, info, warn, error.
     #[arg(long, env = "ETCD_LOG_LEVEL", default_value = "info")]
@@ -178,6 +192,7 @@ impl Config {
         }
         self.client_listen_addrs()?;
         self.peer_listen_addrs()?;
+        self.metrics_listen_addrs()?;
         let members = self.initial_members()?;
         let me = members
             .iter()
@@ -231,12 +246,26 @@ impl Config {
         listen_addrs(&self.listen_client_urls)
     }
 
+    /// `--listen-metrics-urls` (none by default).
+    pub fn metrics_listen_addrs(&self) -> Result<Vec<SocketAddr>, ConfigError> {
+        listen_addrs(&self.listen_metrics_urls)
+    }
+
     pub fn peer_listen_addrs(&self) -> Result<Vec<SocketAddr>, ConfigError> {
         listen_addrs(&self.listen_peer_urls)
     }
 
     pub fn advertise_client_urls(&self) -> Vec<String> {
         split_urls(&self.advertise_client_urls)
+    }
+
+    /// The effective watch progress notification period: as in etcd, 0 keeps the 10 minute
+    /// default and anything shorter than 100ms is raised to 100ms.
+    pub fn watch_progress_notify_interval(&self) -> Duration {
+        match self.experimental_watch_progress_notify_interval {
+            d if d.is_zero() => Duration::from_secs(600),
+            d => d.max(Duration::from_millis(100)),
+        }
     }
 
     /// The effective backend quota: etcd's 2 GiB default when the flag is 0.
@@ -247,6 +276,46 @@ impl Config {
             self.quota_backend_bytes
         }
     }
+}
+
+/// Parses a Go `time.Duration` string as etcd's duration flags take them: a sequence of
+/// decimal numbers with units `ns`, `us` (or `µs`), `ms`, `s`, `m`, `h` — `10m`, `1h30m`,
+/// `1.5s` — or a bare `0`. Negative durations are refused.
+pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("invalid duration {s:?} (expected e.g. 10m, 5s, 500ms)");
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let mut rest = s.strip_prefix('+').unwrap_or(s);
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let number: f64 = rest[..num_len].parse().map_err(|_| bad())?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let nanos_per_unit = match &rest[..unit_len] {
+            "ns" => 1e0,
+            "us" | "µs" | "μs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return Err(bad()),
+        };
+        rest = &rest[unit_len..];
+        total += number * nanos_per_unit;
+    }
+    if !total.is_finite() || total > u64::MAX as f64 {
+        return Err(bad());
+    }
+    Ok(Duration::from_nanos(total as u64))
 }
 
 /// Rewrites Go-style `-flag` into `--flag` so clap accepts etcd command lines verbatim.
@@ -350,6 +419,27 @@ mod tests {
         ]);
         c.validate().unwrap();
         assert_eq!(c.initial_members().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn go_durations_and_the_progress_notify_interval() {
+        assert_eq!(parse_go_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_go_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_go_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_go_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_go_duration("0"), Ok(Duration::ZERO));
+        for bad in ["", "10", "5x", "-1s", "s"] {
+            assert!(parse_go_duration(bad).is_err(), "{bad:?}");
+        }
+        let c = parse(&[]);
+        assert_eq!(c.watch_progress_notify_interval(), Duration::from_secs(600));
+        let c = parse(&["--experimental-watch-progress-notify-interval", "10ms"]);
+        assert_eq!(
+            c.watch_progress_notify_interval(),
+            Duration::from_millis(100)
+        );
+        let c = parse(&["-experimental-watch-progress-notify-interval=2s"]);
+        assert_eq!(c.watch_progress_notify_interval(), Duration::from_secs(2));
     }
 
     #[test]

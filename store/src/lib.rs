@@ -1,22 +1,40 @@
 //! cairn-store: an etcd-v3-compatible key-value server replicated by Raft.
 //!
+//! - [`alarms`]: replicated cluster alarms (NOSPACE quota);
 //! - [`backup`]: backup files (the Snapshot RPC's stream) and restoring a data dir from one;
+//! - [`concurrency`]: etcd's election and lock recipes, run inside the member for the Election
+//!   and Lock services, waiting on the watch hub;
 //! - [`config`]: etcd's command-line flags;
+//! - [`http`]: the HTTP side of the client port — `/health`, `/livez`, `/readyz`,
+//!   `/metrics` and etcd's JSON gateway (`/v3/...`) — and the `--listen-metrics-urls` server;
+//! - [`lessor`]: which leases exist and, on the leader, when they expire; keep-alives answered
+//!   by the leader; the leader's revocation of expired leases through Raft;
+//! - [`metrics`]: counters and latency histograms under etcd's names, and their Prometheus
+//!   text rendering;
 //! - [`raft`]: openraft type configuration, our log and state-machine adapters, the peer
 //!   transport and the entry/command encodings;
 //! - [`node`]: a running member — proposing writes (forwarded to the leader from a follower)
 //!   and linearizable read barriers;
-//! - [`server`]: startup and the client-facing gRPC services (KV, Maintenance, Cluster), with
-//!   request validation and the single table of etcd error codes and messages.
+//! - [`server`]: startup and the client-facing gRPC services (KV, Watch, Lease, Election, Lock,
+//!   Maintenance, Cluster), with request validation and the single table of etcd error codes
+//!   and messages;
+//! - [`watch`]: the watch hub the apply loop publishes events into, and the per-stream
+//!   tasks that serve watchers from it or, when they are behind, from redb.
 //!
 //! The Raft log lives in the `cairn-log` crate and the MVCC state machine in `cairn-mvcc`;
 //! neither knows about Raft messages or gRPC.
 
+pub mod alarms;
 pub mod backup;
+pub mod concurrency;
 pub mod config;
+pub mod http;
+pub mod lessor;
+pub mod metrics;
 pub mod node;
 pub mod raft;
 pub mod server;
+pub mod watch;
 
 pub use config::Config;
 pub use server::{start, Server};

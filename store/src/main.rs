@@ -54,7 +54,10 @@ fn snapshot_command(args: &[String]) -> anyhow::Result<()> {
         }
         (Some("status"), Some(file)) => {
             let s = cairn_store::backup::status(std::path::Path::new(file))?;
-            println!("{:x}, {}, {}, {}", s.hash, s.revision, s.total_keys, s.total_size);
+            println!(
+                "{:x}, {}, {}, {}",
+                s.hash, s.revision, s.total_keys, s.total_size
+            );
             Ok(())
         }
         _ => anyhow::bail!("{USAGE}"),

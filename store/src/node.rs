@@ -19,19 +19,28 @@ use openraft::ReadPolicy;
 use tokio::sync::watch;
 use tonic::transport::Channel;
 
+use crate::alarms::Alarms;
+use crate::metrics::Metrics;
 use crate::raft::codec::Reader;
 use crate::raft::command::encode_error;
 use crate::raft::network::peer_channel;
 use crate::raft::{Command, CommandResult, Member, MemberId, Raft};
 use crate::server::errors::EtcdError;
+use crate::watch::WatchHub;
 
 /// Forwarded request kinds (first byte of `ForwardRequest.data`).
 pub const FORWARD_PROPOSE: u8 = 1;
 pub const FORWARD_READ_INDEX: u8 = 2;
+/// A lease keep-alive, answered by the leader's lessor (`crate::lessor::leader`).
+pub const FORWARD_LEASE_KEEPALIVE: u8 = 3;
+/// A lease time-to-live question, answered by the leader's lessor.
+pub const FORWARD_LEASE_TIME_TO_LIVE: u8 = 4;
 
 /// Request limits, from the command line.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
+    /// --quota-backend-bytes (etcd's 2 GiB default when unset).
+    pub quota_bytes: u64,
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
     /// How long a request may wait for a leader / commit before "request timed out".
@@ -49,10 +58,18 @@ pub struct Node {
     pub applied: watch::Receiver<u64>,
     pub limits: Limits,
     pub client_urls: Vec<String>,
+    /// This member's watch hub, fed by its state machine (see [`Node::with_watch_hub`]).
+    pub watch_hub: Arc<WatchHub>,
+    /// The raised alarms, kept equal to the replicated set by the state machine.
+    pub alarms: Arc<Alarms>,
+    /// Counters for `/metrics` (proposals pending and failed here; see [`Metrics`]).
+    pub metrics: Arc<Metrics>,
     peers: Mutex<HashMap<MemberId, RaftPeerClient<Channel>>>,
 }
 
 impl Node {
+    // The member's parts, each built separately by `server::start`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         id: MemberId,
         cluster_id: u64,
@@ -68,12 +85,58 @@ impl Node {
             cluster_id,
             name,
             raft,
-            mvcc,
             applied,
             limits,
             client_urls,
+            watch_hub: Arc::new(WatchHub::new(mvcc.current_revision())),
+            mvcc,
+            alarms: Arc::new(Alarms::default()),
+            metrics: Arc::new(Metrics::default()),
             peers: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Checks writes against `alarms`, which the state machine keeps up to date.
+    pub fn with_alarms(mut self, alarms: Arc<Alarms>) -> Self {
+        self.alarms = alarms;
+        self
+    }
+
+    /// etcd's quota check for a write that adds data: refused while NOSPACE is raised, and
+    /// raises NOSPACE (through the log) when the backend has outgrown `quota_bytes`.
+    pub async fn check_quota(&self) -> Result<(), EtcdError> {
+        use cairn_proto::etcdserverpb::{alarm_request::AlarmAction, AlarmRequest, AlarmType};
+        if self.alarms.is_raised(AlarmType::Nospace) {
+            return Err(EtcdError::NoSpace);
+        }
+        let size = self.mvcc.size_bytes().unwrap_or(0);
+        if size > self.limits.quota_bytes {
+            tracing::warn!(
+                size,
+                quota = self.limits.quota_bytes,
+                "backend quota exceeded, raising NOSPACE"
+            );
+            let raise = Command::Alarm(AlarmRequest {
+                action: AlarmAction::Activate as i32,
+                member_id: self.id,
+                alarm: AlarmType::Nospace as i32,
+            });
+            self.propose(raise).await?;
+            return Err(EtcdError::NoSpace);
+        }
+        Ok(())
+    }
+
+    /// Counts into `metrics`, the registry the member's `/metrics` renders.
+    pub fn with_server_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Serves watches from `hub`, which must be the one the state machine publishes to.
+    pub fn with_watch_hub(mut self, hub: Arc<WatchHub>) -> Self {
+        self.watch_hub = hub;
+        self
     }
 
     /// Runs `f` on the current Raft metrics without copying them.
@@ -103,11 +166,16 @@ impl Node {
         if bytes.len() > self.limits.max_request_bytes {
             return Err(EtcdError::RequestTooLarge);
         }
-        match tokio::time::timeout(self.limits.request_timeout, self.propose_loop(cmd, bytes)).await
-        {
+        let pending = self.metrics.proposal();
+        let proposed = self.propose_loop(cmd, bytes);
+        let r = match tokio::time::timeout(self.limits.request_timeout, proposed).await {
             Ok(r) => r,
             Err(_) => Err(EtcdError::Timeout),
+        };
+        if r.is_err() {
+            pending.failed();
         }
+        r
     }
 
     async fn propose_loop(&self, cmd: Command, bytes: Vec<u8>) -> Result<CommandResult, EtcdError> {
@@ -131,12 +199,22 @@ impl Node {
                     let mut req = Vec::with_capacity(bytes.len() + 1);
                     req.push(FORWARD_PROPOSE);
                     req.extend_from_slice(&bytes);
-                    match self.forward(leader, &node, req).await {
+                    match self.forward_write(leader, &node, req).await {
                         Ok(resp) => {
                             return CommandResult::decode(&resp)
                                 .map_err(|e| EtcdError::Internal(e.to_string()))
                         }
-                        Err(e) => tracing::debug!(leader, "forwarding a write failed: {e}"),
+                        // Never reached the leader: safe to try again.
+                        Err(Forwarded::NotSent(e)) => {
+                            tracing::debug!(leader, "forwarding a write failed: {e}")
+                        }
+                        // The leader may have appended it and it may still commit: sending it
+                        // again could apply it twice, so the outcome is unknown to the client,
+                        // as on etcd when the leader fails during a proposal.
+                        Err(Forwarded::Unknown(e)) => {
+                            tracing::debug!(leader, "forwarded write lost its leader: {e}");
+                            return Err(EtcdError::LeaderChanged);
+                        }
                     }
                 }
                 _ => {}
@@ -219,6 +297,21 @@ impl Node {
         }
     }
 
+    /// Forwards a write, telling apart failures where the leader never received it.
+    async fn forward_write(
+        &self,
+        leader: MemberId,
+        node: &Member,
+        data: Vec<u8>,
+    ) -> Result<Vec<u8>, Forwarded> {
+        let mut client = self.peer_client(leader, node).map_err(Forwarded::NotSent)?;
+        match client.forward(ForwardRequest { data }).await {
+            Ok(r) => Ok(r.into_inner().data),
+            Err(status) if never_sent(&status) => Err(Forwarded::NotSent(status.message().into())),
+            Err(status) => Err(Forwarded::Unknown(status.message().into())),
+        }
+    }
+
     async fn forward(
         &self,
         leader: MemberId,
@@ -271,4 +364,29 @@ fn decode_read_index(buf: &[u8]) -> Result<u64, EtcdError> {
             }
         }
     }
+}
+
+/// How a forwarded write failed.
+enum Forwarded {
+    /// The request cannot have reached the leader (no connection was made).
+    NotSent(String),
+    /// It may have reached the leader.
+    Unknown(String),
+}
+
+/// Whether a failed RPC never left this member: the connection to the peer could not be
+/// established, so no byte of the request was sent.
+fn never_sent(status: &tonic::Status) -> bool {
+    if status.code() != tonic::Code::Unavailable {
+        return false;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    while let Some(e) = source {
+        let text = e.to_string();
+        if text.contains("tcp connect error") || text.contains("Connection refused") {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }

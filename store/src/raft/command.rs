@@ -9,8 +9,8 @@ use std::fmt;
 use std::io;
 
 use cairn_proto::etcdserverpb::{
-    CompactionResponse, DeleteRangeResponse, LeaseGrantRequest, LeaseGrantResponse,
-    LeaseRevokeRequest, LeaseRevokeResponse, PutResponse, TxnResponse,
+    AlarmRequest, AlarmResponse, CompactionResponse, DeleteRangeResponse, LeaseGrantRequest,
+    LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, PutResponse, TxnResponse,
 };
 use prost::Message;
 
@@ -24,12 +24,15 @@ const COMPACT: u8 = 4;
 const LEASE_GRANT: u8 = 5;
 const LEASE_REVOKE: u8 = 6;
 const PUBLISH: u8 = 7;
+const ALARM: u8 = 8;
 
 /// A state-machine command, replicated through the Raft log.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     /// A key-value or lease command applied by the MVCC store.
     Kv(cairn_mvcc::Command),
+    /// Raise or clear a cluster alarm (etcd's Alarm activate/deactivate).
+    Alarm(AlarmRequest),
     /// A member announces its name and client URLs (etcd's "publish").
     Publish {
         member_id: u64,
@@ -43,6 +46,7 @@ impl fmt::Display for Command {
         match self {
             Command::Kv(c) => write!(f, "{}", kv_name(c)),
             Command::Publish { member_id, .. } => write!(f, "publish({member_id:x})"),
+            Command::Alarm(r) => write!(f, "alarm({}, {:x}, {})", r.action, r.member_id, r.alarm),
         }
     }
 }
@@ -73,6 +77,7 @@ impl Command {
             Command::Kv(C::LeaseRevoke { id }) => {
                 encode_msg(buf, LEASE_REVOKE, &LeaseRevokeRequest { id: *id })
             }
+            Command::Alarm(r) => encode_msg(buf, ALARM, r),
             Command::Publish {
                 member_id,
                 name,
@@ -113,6 +118,7 @@ impl Command {
                 let r: LeaseRevokeRequest = decode_msg(body)?;
                 Command::Kv(C::LeaseRevoke { id: r.id })
             }
+            ALARM => Command::Alarm(decode_msg(body)?),
             PUBLISH => {
                 let mut r = Reader::new(body);
                 Command::Publish {
@@ -137,6 +143,7 @@ pub enum CommandResult {
     Compact(CompactionResponse),
     LeaseGrant(LeaseGrantResponse),
     LeaseRevoke(LeaseRevokeResponse),
+    Alarm(AlarmResponse),
     /// The command was refused by the state machine; it changed nothing.
     Err(EtcdError),
 }
@@ -155,6 +162,7 @@ impl CommandResult {
             CommandResult::Compact(r) => encode_msg(&mut buf, COMPACT, r),
             CommandResult::LeaseGrant(r) => encode_msg(&mut buf, LEASE_GRANT, r),
             CommandResult::LeaseRevoke(r) => encode_msg(&mut buf, LEASE_REVOKE, r),
+            CommandResult::Alarm(r) => encode_msg(&mut buf, ALARM, r),
             CommandResult::Err(e) => encode_error(&mut buf, e),
         }
         buf
@@ -170,6 +178,7 @@ impl CommandResult {
             COMPACT => CommandResult::Compact(decode_msg(body)?),
             LEASE_GRANT => CommandResult::LeaseGrant(decode_msg(body)?),
             LEASE_REVOKE => CommandResult::LeaseRevoke(decode_msg(body)?),
+            ALARM => CommandResult::Alarm(decode_msg(body)?),
             R_ERR => CommandResult::Err(decode_error(body)?),
             _ => return Err(bad("unknown result tag")),
         })

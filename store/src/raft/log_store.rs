@@ -7,7 +7,7 @@
 
 use std::fmt::Debug;
 use std::io;
-use std::ops::{Bound, RangeBounds};
+use std::ops::RangeBounds;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -188,6 +188,3 @@ mod tests {
         Ok(())
     }
 }
-
-#[allow(dead_code)]
-fn _bounds_are_inclusive_exclusive(_: (Bound<u64>, Bound<u64>)) {}

@@ -1,6 +1,6 @@
 //! The server side of the peer transport: the `RaftPeer` gRPC service, which hands
-//! consensus messages to openraft and serves writes and read-index requests forwarded by
-//! followers.
+//! consensus messages to openraft and serves writes, read-index requests and lease
+//! keep-alive / time-to-live requests forwarded by followers.
 
 use std::sync::Arc;
 
@@ -13,12 +13,17 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::codec::{self, Reader};
 use super::command::{Command, CommandResult};
-use crate::node::{encode_read_index, Node, FORWARD_PROPOSE, FORWARD_READ_INDEX};
+use crate::lessor::{leader, Lessor};
+use crate::node::{
+    encode_read_index, Node, FORWARD_LEASE_KEEPALIVE, FORWARD_LEASE_TIME_TO_LIVE, FORWARD_PROPOSE,
+    FORWARD_READ_INDEX,
+};
 use crate::server::errors::EtcdError;
 use crate::server::membership;
 
 pub struct PeerService {
     pub node: Arc<Node>,
+    pub lessor: Arc<Lessor>,
 }
 
 fn bad_request(e: std::io::Error) -> Status {
@@ -144,6 +149,9 @@ impl RaftPeer for PeerService {
                 membership::handle_forwarded(&self.node, body).await
             }
             Some((&membership::FORWARD_MEMBERS, _)) => membership::encode_members(&self.node),
+            Some((&kind @ (FORWARD_LEASE_KEEPALIVE | FORWARD_LEASE_TIME_TO_LIVE), body)) => {
+                leader::serve_forwarded(&self.lessor, &self.node, kind, body).await
+            }
             _ => {
                 CommandResult::Err(EtcdError::Internal("unknown forwarded request".into())).encode()
             }

@@ -9,7 +9,12 @@
 //!   [`DURABLE_EVERY`] entries or [`DURABLE_INTERVAL`], and always before a snapshot is
 //!   reported, because openraft purges the log behind snapshots;
 //! - clients get their responses only after the commit, so a read that follows an
-//!   acknowledged write sees it.
+//!   acknowledged write sees it;
+//! - the lessor hears of every committed lease grant and revoke (and reloads after a snapshot
+//!   install) before those responses go out, so a keep-alive that follows a grant finds it;
+//! - the watch hub gets each commit's events (and is reset by a snapshot install) before
+//!   those responses go out too, so a watch created after an acknowledged write starts
+//!   after it.
 
 use std::io;
 use std::sync::Arc;
@@ -20,13 +25,19 @@ use futures::{FutureExt, Stream, StreamExt};
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, Snapshot};
 
+use cairn_proto::etcdserverpb::alarm_request::AlarmAction;
+use cairn_proto::etcdserverpb::{AlarmResponse, AlarmType};
 use tokio::sync::watch;
 
 use super::codec::{self, Reader, Writer};
 use super::{
     Command, CommandResult, LogId, SnapshotImage, SnapshotMeta, StoredMembership, TypeConfig,
 };
+use crate::alarms::{Alarms, META_ALARMS};
+use crate::lessor::{LeaseChange, Lessor};
+use crate::metrics::Metrics;
 use crate::server::errors::EtcdError;
+use crate::watch::WatchHub;
 
 /// Entries applied between two durable redb commits, at most.
 const DURABLE_EVERY: u64 = 10_000;
@@ -46,6 +57,10 @@ fn io_err<E: std::fmt::Display>(e: E) -> io::Error {
 pub struct StateMachine {
     mvcc: Arc<Mvcc>,
     applied_tx: watch::Sender<u64>,
+    lessor: Option<Arc<Lessor>>,
+    watch_hub: Option<Arc<WatchHub>>,
+    alarms: Option<Arc<Alarms>>,
+    metrics: Option<Arc<Metrics>>,
     since_durable: u64,
     last_durable: Instant,
 }
@@ -56,12 +71,65 @@ impl StateMachine {
         let sm = Self {
             mvcc,
             applied_tx,
+            lessor: None,
+            watch_hub: None,
+            alarms: None,
+            metrics: None,
             since_durable: 0,
             last_durable: Instant::now(),
         };
         let applied = sm.read_applied()?;
         sm.applied_tx.send_replace(applied.map_or(0, |l| l.index));
         Ok(sm)
+    }
+
+    /// Publishes the events of every commit to `hub`, and tells it of snapshot installs.
+    pub fn with_watch_hub(mut self, hub: Arc<WatchHub>) -> Self {
+        self.watch_hub = Some(hub);
+        self
+    }
+
+    /// Keeps `alarms` equal to the replicated alarm set (loaded now, updated on apply).
+    /// Times each batch's redb commit into `etcd_disk_backend_commit_duration_seconds`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    pub fn with_alarms(mut self, alarms: Arc<Alarms>) -> io::Result<Self> {
+        self.load_alarms(&alarms)?;
+        self.alarms = Some(alarms);
+        Ok(self)
+    }
+
+    fn load_alarms(&self, alarms: &Alarms) -> io::Result<()> {
+        let list = match self.mvcc.read_meta(META_ALARMS).map_err(io_err)? {
+            Some(b) => Alarms::decode(&b)?,
+            None => vec![],
+        };
+        alarms.replace(list);
+        Ok(())
+    }
+
+    /// Whether NOSPACE refuses this command (it would add data).
+    fn capped(&self, cmd: &cairn_mvcc::Command) -> bool {
+        use cairn_mvcc::Command as C;
+        let grows = match cmd {
+            C::Put(_) | C::LeaseGrant { .. } => true,
+            C::Txn(t) => crate::alarms::txn_puts(t),
+            _ => false,
+        };
+        grows
+            && self
+                .alarms
+                .as_ref()
+                .is_some_and(|a| a.is_raised(AlarmType::Nospace))
+    }
+
+    /// Reports committed lease grants and revokes to `lessor`.
+    pub fn with_lessor(mut self, lessor: Arc<Lessor>) -> Self {
+        self.lessor = Some(lessor);
+        self
     }
 
     fn read_applied(&self) -> io::Result<Option<LogId>> {
@@ -124,6 +192,7 @@ impl StateMachine {
     {
         let mut next = Some(first);
         let mut responders = Vec::new();
+        let mut lease_changes = Vec::new();
         let mut batch = self.mvcc.begin().map_err(io_err)?;
         let mut last: Option<LogId> = None;
         let mut applied = 0usize;
@@ -131,10 +200,30 @@ impl StateMachine {
             let (entry, responder) = item?;
             let result = match entry.payload {
                 EntryPayload::Blank => CommandResult::None,
+                EntryPayload::Normal(Command::Kv(cmd)) if self.capped(&cmd) => {
+                    CommandResult::Err(EtcdError::NoSpace)
+                }
+                EntryPayload::Normal(Command::Alarm(req)) => {
+                    let raise = req.action == AlarmAction::Activate as i32;
+                    let clear = req.action == AlarmAction::Deactivate as i32;
+                    let alarms = self.alarms.get_or_insert_with(Default::default).clone();
+                    if (raise || clear) && alarms.set(req.member_id, req.alarm, raise) {
+                        batch
+                            .set_meta(META_ALARMS, &alarms.encode())
+                            .map_err(io_err)?;
+                    }
+                    CommandResult::Alarm(AlarmResponse {
+                        header: None,
+                        alarms: alarms.list(),
+                    })
+                }
                 EntryPayload::Normal(Command::Kv(cmd)) => match batch.apply(&cmd) {
                     // Storage failures stop the node: openraft must not believe it applied.
                     Err(e) if e.is_local_failure() => return Err(io_err(e)),
-                    r => kv_result(r),
+                    r => {
+                        lease_changes.extend(LeaseChange::of(&cmd, &r));
+                        kv_result(r)
+                    }
                 },
                 EntryPayload::Normal(Command::Publish {
                     member_id,
@@ -176,10 +265,22 @@ impl StateMachine {
         self.since_durable += applied as u64;
         let durable =
             self.since_durable >= DURABLE_EVERY || self.last_durable.elapsed() >= DURABLE_INTERVAL;
-        batch.commit(durable).map_err(io_err)?;
+        let revision = batch.current_revision();
+        let commit_started = Instant::now();
+        let events = batch.commit(durable).map_err(io_err)?;
+        if let Some(m) = &self.metrics {
+            m.backend_commit.observe(commit_started.elapsed());
+        }
+        // Watchers learn of the writes before their clients do; publishing never waits.
+        if let Some(hub) = &self.watch_hub {
+            hub.publish(revision, events);
+        }
         if durable {
             self.since_durable = 0;
             self.last_durable = Instant::now();
+        }
+        if let Some(lessor) = &self.lessor {
+            lessor.applied(&lease_changes);
         }
         self.applied_tx.send_replace(last.index);
         for (r, result) in responders {
@@ -256,6 +357,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         batch.commit(true).map_err(io_err)?;
         self.since_durable = 0;
         self.last_durable = Instant::now();
+        if let Some(lessor) = &self.lessor {
+            lessor.reload().map_err(io_err)?;
+        }
+        if let Some(alarms) = &self.alarms {
+            self.load_alarms(alarms)?;
+        }
+        // The buffered events may not lead to the new state: watchers resync from redb.
+        if let Some(hub) = &self.watch_hub {
+            hub.reset(self.mvcc.current_revision());
+        }
         self.applied_tx
             .send_replace(meta.last_log_id.as_ref().map_or(0, |l| l.index));
         Ok(())
@@ -282,6 +393,10 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let mut sm = StateMachine {
             mvcc: self.mvcc.clone(),
             applied_tx: tx,
+            lessor: None,
+            watch_hub: None,
+            alarms: None,
+            metrics: None,
             since_durable: 0,
             last_durable: Instant::now(),
         };

@@ -65,6 +65,16 @@ pub enum EtcdError {
     LearnerNotReady,
     #[error("etcdserver: request timed out, leader transfer took too long")]
     LeaderTransferTimeout,
+    /// The concurrency recipes' own errors (`clientv3/concurrency`, `v3election`): plain Go
+    /// errors in etcd, so they reach the client with code Unknown.
+    #[error("election: not leader")]
+    ElectionNotLeader,
+    #[error("election: no leader")]
+    ElectionNoLeader,
+    #[error("\"leader\" field must be provided")]
+    MissingLeaderKey,
+    #[error("mutex: session is expired")]
+    SessionExpired,
     /// An internal failure (storage I/O and the like); the text names the cause.
     #[error("etcdserver: {0}")]
     Internal(String),
@@ -86,6 +96,9 @@ impl EtcdError {
                 Code::Unavailable
             }
             Corrupt => Code::DataLoss,
+            ElectionNotLeader | ElectionNoLeader | MissingLeaderKey | SessionExpired => {
+                Code::Unknown
+            }
             Internal(_) => Code::Internal,
         }
     }
@@ -122,6 +135,10 @@ impl EtcdError {
             MemberBadUrls => 26,
             MemberNotLearner => 27,
             LearnerNotReady => 28,
+            ElectionNotLeader => 40,
+            ElectionNoLeader => 41,
+            MissingLeaderKey => 42,
+            SessionExpired => 43,
             Internal(_) => 255,
         }
     }
@@ -158,8 +175,27 @@ impl EtcdError {
             26 => MemberBadUrls,
             27 => MemberNotLearner,
             28 => LearnerNotReady,
+            40 => ElectionNotLeader,
+            41 => ElectionNoLeader,
+            42 => MissingLeaderKey,
+            43 => SessionExpired,
             _ => Internal(detail),
         }
+    }
+}
+
+/// etcd's Election and Lock servers run their recipes through an in-process clientv3, which
+/// turns every etcd error it gets back into a plain Go error (`rpctypes.EtcdError`); gRPC then
+/// sends it with code Unknown and the same message. This is that conversion, for errors of the
+/// KV calls made by the recipes. Statuses that are not etcd errors keep their code.
+pub fn through_v3client(s: Status) -> Status {
+    let known = (1..=u8::MAX)
+        .map(|tag| EtcdError::from_tag(tag, String::new()))
+        .any(|e| !matches!(e, EtcdError::Internal(_)) && e.to_string() == s.message());
+    if known {
+        Status::new(Code::Unknown, s.message())
+    } else {
+        s
     }
 }
 
@@ -208,7 +244,7 @@ mod tests {
 
     #[test]
     fn tags_round_trip() {
-        for tag in 1..=28u8 {
+        for tag in (1..=28u8).chain(40..=43) {
             assert_eq!(EtcdError::from_tag(tag, String::new()).tag(), tag);
         }
         assert_eq!(

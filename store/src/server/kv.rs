@@ -59,6 +59,7 @@ impl Kv for KvService {
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let req = request.into_inner();
         validate::check_put(&req)?;
+        self.node.check_quota().await?;
         match self.propose(cairn_mvcc::Command::Put(req)).await? {
             CommandResult::Put(mut resp) => {
                 fill_header(&self.node, &mut resp.header);
@@ -86,6 +87,9 @@ impl Kv for KvService {
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         let req = request.into_inner();
         validate::check_txn(&req, self.node.limits.max_txn_ops)?;
+        if crate::alarms::txn_puts(&req) {
+            self.node.check_quota().await?;
+        }
         match self.propose(cairn_mvcc::Command::Txn(req)).await? {
             CommandResult::Txn(mut resp) => {
                 fill_txn_headers(&self.node, &mut resp);

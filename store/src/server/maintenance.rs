@@ -14,6 +14,9 @@ use tonic::{Request, Response, Status};
 
 use super::errors::EtcdError;
 use crate::node::Node;
+use crate::raft::{Command, CommandResult};
+use cairn_proto::etcdserverpb::alarm_request::AlarmAction;
+use cairn_proto::etcdserverpb::AlarmType;
 
 /// The etcd API version cairn-store speaks; clients gate features on it.
 pub const ETCD_VERSION: &str = "3.5.0";
@@ -34,8 +37,35 @@ fn not_yet(rpc: &str) -> Status {
 
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
-    async fn alarm(&self, _: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
-        Err(not_yet("Alarm"))
+    /// Lists alarms (GET: from this member's replicated view, filtered by member and type
+    /// as etcd does), or raises/clears one through the log.
+    async fn alarm(
+        &self,
+        request: Request<AlarmRequest>,
+    ) -> Result<Response<AlarmResponse>, Status> {
+        let req = request.into_inner();
+        let node = &self.node;
+        if req.action == AlarmAction::Get as i32 {
+            let alarms = node
+                .alarms
+                .list()
+                .into_iter()
+                .filter(|a| req.member_id == 0 || a.member_id == req.member_id)
+                .filter(|a| req.alarm == AlarmType::None as i32 || a.alarm == req.alarm)
+                .collect();
+            return Ok(Response::new(AlarmResponse {
+                header: Some(node.header(node.mvcc.current_revision())),
+                alarms,
+            }));
+        }
+        match node.propose(Command::Alarm(req)).await? {
+            CommandResult::Alarm(mut resp) => {
+                resp.header = Some(node.header(node.mvcc.current_revision()));
+                Ok(Response::new(resp))
+            }
+            CommandResult::Err(e) => Err(e.into()),
+            other => Err(Status::internal(format!("unexpected result {other:?}"))),
+        }
     }
 
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
@@ -63,7 +93,15 @@ impl Maintenance for MaintenanceService {
             raft_index,
             raft_term,
             raft_applied_index: applied,
-            errors: vec![],
+            errors: node
+                .alarms
+                .list()
+                .iter()
+                .map(|a| {
+                    let name = AlarmType::try_from(a.alarm).map_or("UNKNOWN", |t| t.as_str_name());
+                    format!("memberID:{} alarm:{name} ", a.member_id)
+                })
+                .collect(),
             db_size_in_use: size,
             is_learner,
             storage_version: String::new(),

@@ -73,7 +73,9 @@ fn check_urls(urls: &[String]) -> Result<(), EtcdError> {
     Ok(())
 }
 
-fn write_error(e: RaftError<crate::raft::TypeConfig, ClientWriteError<crate::raft::TypeConfig>>) -> EtcdError {
+fn write_error(
+    e: RaftError<crate::raft::TypeConfig, ClientWriteError<crate::raft::TypeConfig>>,
+) -> EtcdError {
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => EtcdError::NotLeader,
         RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
@@ -264,7 +266,10 @@ async fn update(node: &Node, id: MemberId, peer_urls: Vec<String>) -> Result<(),
         ..current
     };
     node.raft
-        .change_membership(ChangeMembers::SetNodes(BTreeMap::from([(id, updated)])), true)
+        .change_membership(
+            ChangeMembers::SetNodes(BTreeMap::from([(id, updated)])),
+            true,
+        )
         .await
         .map_err(write_error)?;
     Ok(())
@@ -303,7 +308,10 @@ async fn promote(node: &Node, id: MemberId) -> Result<(), EtcdError> {
 }
 
 /// On the leader, turns learners added as voters into voters once they have caught up.
-pub async fn promote_caught_up(node: std::sync::Arc<Node>, mut stop: tokio::sync::watch::Receiver<bool>) {
+pub async fn promote_caught_up(
+    node: std::sync::Arc<Node>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(300)) => {}
@@ -321,7 +329,9 @@ pub async fn promote_caught_up(node: std::sync::Arc<Node>, mut stop: tokio::sync
         for id in pending {
             if in_sync(node.as_ref(), id) {
                 match promote(node.as_ref(), id).await {
-                    Ok(()) => tracing::info!(member = %format!("{id:x}"), "promoted a caught-up member to voter"),
+                    Ok(()) => {
+                        tracing::info!(member = %format!("{id:x}"), "promoted a caught-up member to voter")
+                    }
                     Err(e) => tracing::debug!("promoting {id:x}: {e}"),
                 }
             }
@@ -399,7 +409,10 @@ pub async fn discover_identity(
 }
 
 /// The Cluster service's entry points for the four changes.
-pub async fn member_add(node: &Node, req: MemberAddRequest) -> Result<MemberAddResponse, EtcdError> {
+pub async fn member_add(
+    node: &Node,
+    req: MemberAddRequest,
+) -> Result<MemberAddResponse, EtcdError> {
     let bytes = run(node, OP_ADD, req.encode_to_vec()).await?;
     MemberAddResponse::decode(bytes.as_slice()).map_err(bad)
 }

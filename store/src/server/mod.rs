@@ -4,12 +4,16 @@
 //! and use it at once; [`Server::shutdown`] stops it cleanly (the same path SIGTERM takes).
 
 pub mod cluster;
+pub mod election;
 pub mod errors;
 pub mod identity;
 pub mod kv;
+pub mod lease;
+pub mod lock;
 pub mod maintenance;
 pub mod membership;
 pub mod validate;
+pub mod watch;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -20,19 +24,27 @@ use anyhow::Context;
 use cairn_proto::cairnraftpb::raft_peer_server::RaftPeerServer;
 use cairn_proto::etcdserverpb::cluster_server::ClusterServer;
 use cairn_proto::etcdserverpb::kv_server::KvServer;
+use cairn_proto::etcdserverpb::lease_server::LeaseServer;
 use cairn_proto::etcdserverpb::maintenance_server::MaintenanceServer;
+use cairn_proto::etcdserverpb::watch_server::WatchServer;
+use cairn_proto::v3electionpb::election_server::ElectionServer;
+use cairn_proto::v3lockpb::lock_server::LockServer;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::watch as sync_watch;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::config::{ClusterState, Config};
+use crate::http::{self, ClientLayer, HttpState};
+use crate::lessor::{self, Lessor};
+use crate::metrics::timed_fs::TimedFs;
+use crate::metrics::Metrics;
 use crate::node::{Limits, Node};
 use crate::raft::log_store::LogStore;
 use crate::raft::network::PeerNetwork;
 use crate::raft::peer_service::PeerService;
 use crate::raft::state_machine::StateMachine;
 use crate::raft::{Command, Member, Raft};
+use crate::watch::{StreamOptions, WatchHub};
 
 /// gRPC framing overhead allowed on top of --max-request-bytes (as etcd allows).
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
@@ -42,7 +54,7 @@ pub struct Server {
     pub node: Arc<Node>,
     pub client_addrs: Vec<SocketAddr>,
     pub peer_addrs: Vec<SocketAddr>,
-    stop: watch::Sender<bool>,
+    stop: sync_watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -95,14 +107,32 @@ pub async fn start(cfg: Config) -> anyhow::Result<Server> {
         "starting member"
     );
 
-    let log = cairn_log::Log::open(member_dir.join("log"), cairn_log::LogOptions::default())
-        .context("opening the raft log")?;
+    let metrics = Arc::new(Metrics::default());
+    // The log's files go through a wrapper that times each group-commit fdatasync.
+    let log_fs = TimedFs::new(Arc::new(cairn_log::StdFs), metrics.wal_fsync.clone());
+    let log = cairn_log::Log::open_with(
+        Arc::new(log_fs),
+        member_dir.join("log"),
+        cairn_log::LogOptions::default(),
+    )
+    .context("opening the raft log")?;
     let log_store = LogStore::new(Arc::new(log));
     let mvcc = Arc::new(
         cairn_mvcc::Mvcc::open(&member_dir.join("db")).context("opening the state machine")?,
     );
-    let (applied_tx, applied_rx) = watch::channel(0u64);
-    let sm = StateMachine::new(mvcc.clone(), applied_tx)?;
+    let (applied_tx, applied_rx) = sync_watch::channel(0u64);
+    let lessor = Arc::new(Lessor::new(
+        mvcc.clone(),
+        lessor::min_lease_ttl(cfg.heartbeat_interval, cfg.election_timeout),
+        Duration::from_millis(cfg.election_timeout),
+    )?);
+    let sm = StateMachine::new(mvcc.clone(), applied_tx)?.with_lessor(lessor.clone());
+    let watch_hub = Arc::new(WatchHub::new(mvcc.current_revision()));
+    let sm = sm.with_watch_hub(watch_hub.clone());
+    let alarms = Arc::new(crate::alarms::Alarms::default());
+    let sm = sm
+        .with_alarms(alarms.clone())?
+        .with_metrics(metrics.clone());
 
     let raft_config = openraft::Config {
         cluster_name: cfg.initial_cluster_token.clone(),
@@ -132,23 +162,42 @@ pub async fn start(cfg: Config) -> anyhow::Result<Server> {
     .context("starting raft")?;
 
     let limits = Limits {
+        quota_bytes: cfg.quota_bytes() as u64,
         max_request_bytes: cfg.max_request_bytes as usize,
         max_txn_ops: cfg.max_txn_ops as usize,
         request_timeout: Duration::from_secs(5) + 2 * Duration::from_millis(cfg.election_timeout),
     };
-    let node = Arc::new(Node::new(
-        ident.member_id,
-        ident.cluster_id,
-        cfg.name.clone(),
-        raft.clone(),
-        mvcc,
-        applied_rx,
-        limits,
-        cfg.advertise_client_urls(),
-    ));
+    let node = Arc::new(
+        Node::new(
+            ident.member_id,
+            ident.cluster_id,
+            cfg.name.clone(),
+            raft.clone(),
+            mvcc,
+            applied_rx,
+            limits,
+            cfg.advertise_client_urls(),
+        )
+        .with_watch_hub(watch_hub)
+        .with_alarms(alarms)
+        .with_server_metrics(metrics.clone()),
+    );
+    let http_state = Arc::new(HttpState {
+        node: node.clone(),
+        metrics: metrics.clone(),
+        quota_bytes: cfg.quota_bytes(),
+        max_body_bytes: max_message,
+    });
 
-    let (stop, stop_rx) = watch::channel(false);
+    let (stop, stop_rx) = sync_watch::channel(false);
     let mut tasks = Vec::new();
+    // Before this member can be elected, so the lessor sees its first promotion.
+    tasks.push(lessor::expiry::spawn(
+        lessor.clone(),
+        raft.clone(),
+        limits.request_timeout,
+        stop_rx.clone(),
+    ));
 
     // Peers first: other members may already be waiting for us.
     let mut peer_addrs = Vec::new();
@@ -157,9 +206,12 @@ pub async fn start(cfg: Config) -> anyhow::Result<Server> {
             .await
             .with_context(|| format!("listening for peers on {addr}"))?;
         peer_addrs.push(listener.local_addr()?);
-        let svc = RaftPeerServer::new(PeerService { node: node.clone() })
-            .max_decoding_message_size(max_message * 64)
-            .max_encoding_message_size(max_message * 64);
+        let svc = RaftPeerServer::new(PeerService {
+            node: node.clone(),
+            lessor: lessor.clone(),
+        })
+        .max_decoding_message_size(max_message * 64)
+        .max_encoding_message_size(max_message * 64);
         let router = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .add_service(svc);
@@ -201,13 +253,55 @@ pub async fn start(cfg: Config) -> anyhow::Result<Server> {
         })
         .max_decoding_message_size(max_message);
         let cluster = ClusterServer::new(cluster::ClusterService { node: node.clone() });
+        let recipes = crate::concurrency::client::Client::new(node.clone(), stop_rx.clone());
+        let election = ElectionServer::new(election::ElectionService {
+            client: recipes.clone(),
+        });
+        let lock = LockServer::new(lock::LockService { client: recipes });
+        let lease = LeaseServer::new(lease::LeaseService::new(
+            node.clone(),
+            lessor.clone(),
+            stop_rx.clone(),
+        ));
+        let watch = WatchServer::new(watch::WatchService {
+            node: node.clone(),
+            options: StreamOptions {
+                progress_interval: cfg.watch_progress_notify_interval(),
+                fragment_bytes: max_message,
+            },
+            stop: stop_rx.clone(),
+        })
+        .max_decoding_message_size(max_message);
+        // HTTP/1.1 is accepted for the HTTP side; ClientLayer routes each request.
         let router = tonic::transport::Server::builder()
             .tcp_nodelay(true)
+            .accept_http1(true)
+            .layer(ClientLayer::new(http_state.clone()))
             .add_service(kv)
             .add_service(maintenance)
-            .add_service(cluster);
-        tasks.push(serve(router, listener, stop_rx.clone(), "client"));
+            .add_service(cluster)
+            .add_service(lease)
+            .add_service(election)
+            .add_service(lock)
+            .add_service(watch);
+        tasks.push(http::serve_client(router, listener, stop_rx.clone()));
     }
+    for addr in cfg.metrics_listen_addrs()? {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listening for metrics on {addr}"))?;
+        tracing::info!(%addr, "serving /metrics and /health");
+        tasks.push(http::serve_metrics(
+            listener,
+            http_state.clone(),
+            stop_rx.clone(),
+        ));
+    }
+    tasks.push(tokio::spawn(http::scrape::count_leader_changes(
+        node.clone(),
+        metrics.clone(),
+        stop_rx.clone(),
+    )));
 
     tasks.push(tokio::spawn(publish(node.clone(), stop_rx.clone())));
     tasks.push(tokio::spawn(membership::promote_caught_up(
@@ -227,11 +321,14 @@ pub async fn start(cfg: Config) -> anyhow::Result<Server> {
 fn serve(
     router: tonic::transport::server::Router,
     listener: TcpListener,
-    mut stop: watch::Receiver<bool>,
+    mut stop: sync_watch::Receiver<bool>,
     what: &'static str,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let incoming = TcpListenerStream::new(listener);
+        // Nagle's algorithm would hold small responses back ~40 ms; the builder's
+        // tcp_nodelay does not reach sockets accepted here, so set it per connection.
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         let signal = async move {
             let _ = stop.wait_for(|s| *s).await;
         };
@@ -242,7 +339,7 @@ fn serve(
 }
 
 /// Announces this member's name and client URLs through the log, retrying until it lands.
-async fn publish(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
+async fn publish(node: Arc<Node>, mut stop: sync_watch::Receiver<bool>) {
     let cmd = Command::Publish {
         member_id: node.id,
         name: node.name.clone(),

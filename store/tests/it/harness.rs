@@ -155,6 +155,17 @@ impl Member {
         }
     }
 
+    /// SIGSTOP (`true`) or SIGCONT (`false`): the process freezes with its connections open,
+    /// as a member that is partitioned away and later comes back.
+    pub fn freeze(&self, frozen: bool) {
+        let c = self.child.as_ref().expect("running");
+        let sig = if frozen { "-STOP" } else { "-CONT" };
+        Command::new("kill")
+            .args([sig, &c.id().to_string()])
+            .status()
+            .expect("kill -STOP/-CONT");
+    }
+
     /// SIGTERM and wait for a clean exit.
     pub fn terminate(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -1,9 +1,20 @@
 //! cairn-store integration tests, one binary:
 //! - `single_node`: every KV field against an in-process member, through a gRPC client;
+//! - `http`: the HTTP side of the client port over plain HTTP/1.1 — `/health`, the probes,
+//!   the Prometheus page and the JSON gateway;
+//! - `election`: the Election and Lock services with two contenders;
+//! - `lease`: grant / revoke / keep-alive / time-to-live, expiry by the leader's lessor,
+//!   keep-alives through a follower, leases outliving a killed leader;
 //! - `processes`: real `cairn-store` processes — kill -9 and restart, a 3-member cluster
-//!   losing its leader, a restarted member catching up.
+//!   losing its leader, a restarted member catching up;
+//! - `watch`: the Watch service — every option, exactly-once delivery, history replay,
+//!   compaction, thousands of watchers, a slow reader, watches on a follower.
 
+mod election;
 mod harness;
+mod http;
+mod lease;
 mod membership;
 mod processes;
 mod single_node;
+mod watch;

@@ -27,12 +27,19 @@ async fn is_learner(endpoint: &str) -> Option<bool> {
 }
 
 /// Writes keys through `endpoints` until stopped; returns the keys acknowledged.
-fn write_load(endpoints: Vec<String>, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<Vec<String>> {
+fn write_load(
+    endpoints: Vec<String>,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<Vec<String>> {
     tokio::spawn(async move {
         let acked = Arc::new(Mutex::new(Vec::new()));
         let mut clients = Vec::new();
         for ep in &endpoints {
-            clients.push(channel(ep).await.map(cairn_proto::etcdserverpb::kv_client::KvClient::new));
+            clients.push(
+                channel(ep)
+                    .await
+                    .map(cairn_proto::etcdserverpb::kv_client::KvClient::new),
+            );
         }
         let mut i = 0u64;
         while !stop.load(Ordering::Relaxed) {
@@ -63,8 +70,15 @@ async fn assert_all_present(endpoint: &str, keys: &[String]) {
         .expect("range")
         .into_inner();
     let present: std::collections::HashSet<Vec<u8>> = r.kvs.into_iter().map(|kv| kv.key).collect();
-    let lost: Vec<&String> = keys.iter().filter(|k| !present.contains(k.as_bytes())).collect();
-    assert!(lost.is_empty(), "{} acknowledged writes lost: {lost:?}", lost.len());
+    let lost: Vec<&String> = keys
+        .iter()
+        .filter(|k| !present.contains(k.as_bytes()))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged writes lost: {lost:?}",
+        lost.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -181,7 +195,10 @@ async fn add_promote_and_remove_members_under_load() {
         if l != 0 && l != leader {
             break;
         }
-        assert!(Instant::now() < deadline, "no new leader after removing the old one");
+        assert!(
+            Instant::now() < deadline,
+            "no new leader after removing the old one"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let list = cluster_client(&via)
@@ -197,7 +214,11 @@ async fn add_promote_and_remove_members_under_load() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::Relaxed);
     let acked = load.await.expect("load task");
-    assert!(acked.len() > 20, "the load made progress ({} writes)", acked.len());
+    assert!(
+        acked.len() > 20,
+        "the load made progress ({} writes)",
+        acked.len()
+    );
     assert_all_present(&via, &acked).await;
     assert_all_present(&c4.client_url, &acked).await;
 }

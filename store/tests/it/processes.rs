@@ -266,16 +266,31 @@ async fn hash_kv_agrees_and_leadership_moves() {
     }
     let mut c = kv(&members[0].client_url).await;
     for i in 0..50 {
-        c.put(put(&format!("h/{i}"), &i.to_string())).await.expect("put");
+        c.put(put(&format!("h/{i}"), &i.to_string()))
+            .await
+            .expect("put");
     }
-    let rev = c.range(get("h/0")).await.expect("read").into_inner().header.expect("h").revision;
+    let rev = c
+        .range(get("h/0"))
+        .await
+        .expect("read")
+        .into_inner()
+        .header
+        .expect("h")
+        .revision;
 
     tracing_phase("HashKV at the same revision is equal everywhere");
     let mut hashes = Vec::new();
     for m in &members {
         // Wait until the member has applied `rev` (a linearizable read guarantees it).
-        kv(&m.client_url).await.range(get("h/0")).await.expect("barrier");
-        let ch = crate::harness::channel(&m.client_url).await.expect("connect");
+        kv(&m.client_url)
+            .await
+            .range(get("h/0"))
+            .await
+            .expect("barrier");
+        let ch = crate::harness::channel(&m.client_url)
+            .await
+            .expect("connect");
         let h = MaintenanceClient::new(ch)
             .hash_kv(HashKvRequest { revision: rev })
             .await
@@ -292,7 +307,10 @@ async fn hash_kv_agrees_and_leadership_moves() {
     for m in &members {
         ids.push(member_id_of(&m.client_url).await);
     }
-    let leader_idx = ids.iter().position(|id| *id == leader).expect("leader is a member");
+    let leader_idx = ids
+        .iter()
+        .position(|id| *id == leader)
+        .expect("leader is a member");
     let follower_idx = (leader_idx + 1) % 3;
     let target = ids[follower_idx];
     let ch = crate::harness::channel(&members[follower_idx].client_url)
@@ -311,7 +329,9 @@ async fn hash_kv_agrees_and_leadership_moves() {
         .await
         .expect("move leader");
     assert_eq!(leader_of(&members[leader_idx].client_url).await, target);
-    c.put(put("after-move", "ok")).await.expect("writes continue");
+    c.put(put("after-move", "ok"))
+        .await
+        .expect("writes continue");
 }
 
 /// Back up through the Snapshot RPC, restore into a new data dir with
@@ -327,12 +347,23 @@ async fn snapshot_save_and_restore_into_a_new_cluster() {
     wait_ready(&old[0].client_url, Duration::from_secs(20)).await;
     let mut c = kv(&old[0].client_url).await;
     for i in 0..100 {
-        c.put(put(&format!("b/{i:03}"), &i.to_string())).await.expect("put");
+        c.put(put(&format!("b/{i:03}"), &i.to_string()))
+            .await
+            .expect("put");
     }
-    let rev = c.range(get("b/000")).await.expect("read").into_inner().header.expect("h").revision;
+    let rev = c
+        .range(get("b/000"))
+        .await
+        .expect("read")
+        .into_inner()
+        .header
+        .expect("h")
+        .revision;
 
     tracing_phase("stream a backup");
-    let ch = crate::harness::channel(&old[0].client_url).await.expect("connect");
+    let ch = crate::harness::channel(&old[0].client_url)
+        .await
+        .expect("connect");
     let mut stream = MaintenanceClient::new(ch)
         .snapshot(SnapshotRequest {})
         .await
@@ -376,7 +407,11 @@ async fn snapshot_save_and_restore_into_a_new_cluster() {
 
     tracing_phase("restore and start a new cluster");
     let out = restore(&file, &fresh[0]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     fresh[0].start();
     wait_ready(&fresh[0].client_url, Duration::from_secs(20)).await;
     let mut c = kv(&fresh[0].client_url).await;
@@ -390,7 +425,11 @@ async fn snapshot_save_and_restore_into_a_new_cluster() {
         .expect("range")
         .into_inner();
     assert_eq!(all.count, 100);
-    assert_eq!(all.header.expect("h").revision, rev, "revisions survive the restore");
+    assert_eq!(
+        all.header.expect("h").revision,
+        rev,
+        "revisions survive the restore"
+    );
     let r = c.put(put("new", "write")).await.expect("put").into_inner();
     assert_eq!(r.header.expect("h").revision, rev + 1);
 }

@@ -93,7 +93,7 @@ async fn revisions_versions_and_headers_follow_etcd() {
 
     // An empty store is at revision 1; each put is one revision.
     let r = kv.range(get("a")).await.expect("range").into_inner();
-    let h = r.header.clone().expect("header");
+    let h = r.header.expect("header");
     assert_eq!(h.revision, 1);
     assert!(h.cluster_id != 0 && h.member_id != 0 && h.raft_term >= 1);
     assert_eq!(r.count, 0);
@@ -443,5 +443,75 @@ async fn compaction_and_limits() {
         .await
         .expect_err("ignore value on a missing key");
     assert_eq!(err.message(), "etcdserver: key not found");
+    s.stop().await;
+}
+
+/// The backend quota: writes that add data fail with "database space exceeded" once the
+/// backend outgrows --quota-backend-bytes, the NOSPACE alarm is listed, deletes and reads keep
+/// working, and disarming clears the alarm (until the next write finds the backend still full).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quota_raises_nospace_alarm() {
+    use cairn_proto::etcdserverpb::alarm_request::AlarmAction;
+    use cairn_proto::etcdserverpb::maintenance_client::MaintenanceClient;
+    use cairn_proto::etcdserverpb::{AlarmRequest, AlarmType, StatusRequest};
+
+    let s = InProcess::start(&["--quota-backend-bytes", "1048576"]).await;
+    let mut kv = kv(&s.endpoint).await;
+    let value = "v".repeat(64 * 1024);
+    let mut stored = 0;
+    let err = loop {
+        match kv.put(put(&format!("big/{stored}"), &value)).await {
+            Ok(_) => stored += 1,
+            Err(e) => break e,
+        }
+        assert!(stored < 1000, "the quota was never enforced");
+    };
+    assert!(stored > 0);
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    assert_eq!(err.message(), "etcdserver: mvcc: database space exceeded");
+
+    let ch = crate::harness::channel(&s.endpoint).await.expect("connect");
+    let mut m = MaintenanceClient::new(ch);
+    let alarms = m
+        .alarm(AlarmRequest {
+            action: AlarmAction::Get as i32,
+            member_id: 0,
+            alarm: AlarmType::None as i32,
+        })
+        .await
+        .expect("alarm list")
+        .into_inner()
+        .alarms;
+    assert_eq!(alarms.len(), 1);
+    assert_eq!(alarms[0].alarm, AlarmType::Nospace as i32);
+    let status = m
+        .status(StatusRequest {})
+        .await
+        .expect("status")
+        .into_inner();
+    assert!(status.errors[0].contains("NOSPACE"), "{:?}", status.errors);
+
+    // Space can be reclaimed: reads and deletes still work, txns that only delete too.
+    assert_eq!(keys(&mut kv, all_from("big/")).await.len(), stored);
+    kv.delete_range(DeleteRangeRequest {
+        key: "big/".into(),
+        range_end: "big0".into(),
+        ..Default::default()
+    })
+    .await
+    .expect("delete while NOSPACE");
+    let err = kv.put(put("small", "x")).await.expect_err("still NOSPACE");
+    assert_eq!(err.message(), "etcdserver: mvcc: database space exceeded");
+
+    let disarmed = m
+        .alarm(AlarmRequest {
+            action: AlarmAction::Deactivate as i32,
+            member_id: alarms[0].member_id,
+            alarm: AlarmType::Nospace as i32,
+        })
+        .await
+        .expect("disarm")
+        .into_inner();
+    assert!(disarmed.alarms.is_empty());
     s.stop().await;
 }

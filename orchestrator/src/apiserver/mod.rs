@@ -1,0 +1,77 @@
+//! The apiserver: Kubernetes' REST API over objects kept in etcd through the etcd v3 API only.
+//!
+//! - [`config`]: flags (kube-apiserver's names).
+//! - [`server`]: listener, connections (HTTP/1.1 and h2c), request dispatch, `start`/`Handle`.
+//! - [`route`]: URL path to discovery document or resource target.
+//! - [`discovery`]: /version, /api, /apis, group and resource lists.
+//! - [`openapi`]: /openapi/v2 (protobuf and JSON).
+//! - [`resources`]: the table of served kinds.
+//! - [`rest`]: get, list, create, update, patch, delete.
+//! - [`watch`]: watch streams from an etcd watch.
+//! - [`object`]: server-owned metadata, defaults, validation of stored objects.
+//! - [`patch`]: JSON patch, merge patch, strategic merge patch.
+//! - [`selector`]: label and field selectors.
+//! - [`table`]: server-side printing (meta.k8s.io/v1 Table).
+//! - [`storage`]: the etcd client (Txn compare-and-swap writes, ranges, watches).
+//! - [`status`]: API errors and their Status bodies.
+//! - [`http`], [`query`], [`names`], [`clock`]: bodies and negotiation, query strings, name
+//!   rules and uids, timestamps.
+
+pub mod clock;
+pub mod config;
+pub mod discovery;
+pub mod http;
+pub mod names;
+pub mod object;
+pub mod openapi;
+pub mod patch;
+pub mod query;
+pub mod resources;
+pub mod rest;
+pub mod route;
+pub mod selector;
+pub mod server;
+pub mod status;
+pub mod storage;
+pub mod table;
+pub mod watch;
+
+pub use config::Config;
+pub use server::{start, Handle, StartError};
+
+use resources::ResourceDef;
+use storage::Store;
+
+/// Shared state of a running apiserver.
+pub struct ApiServer {
+    store: Store,
+    prefix: String,
+}
+
+impl ApiServer {
+    pub fn new(store: Store, prefix: String) -> ApiServer {
+        ApiServer { store, prefix }
+    }
+
+    /// `<prefix>/<plural>/<namespace>/<name>`, or `<prefix>/<plural>/<name>` when cluster-scoped.
+    pub fn object_key(&self, def: &ResourceDef, namespace: Option<&str>, name: &str) -> Vec<u8> {
+        match namespace.filter(|_| def.namespaced) {
+            Some(ns) => format!("{}/{}/{ns}/{name}", self.prefix, def.plural),
+            None => format!("{}/{}/{name}", self.prefix, def.plural),
+        }
+        .into_bytes()
+    }
+
+    /// The key prefix of a collection (one namespace, or all of them).
+    pub fn collection_prefix(&self, def: &ResourceDef, namespace: Option<&str>) -> Vec<u8> {
+        match namespace.filter(|_| def.namespaced) {
+            Some(ns) => format!("{}/{}/{ns}/", self.prefix, def.plural),
+            None => format!("{}/{}/", self.prefix, def.plural),
+        }
+        .into_bytes()
+    }
+
+    fn namespaces(&self) -> &'static ResourceDef {
+        resources::lookup("", "v1", "namespaces").expect("namespaces are always served")
+    }
+}

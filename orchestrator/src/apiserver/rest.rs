@@ -1,0 +1,565 @@
+//! The REST verbs on resources: get, list, create, update, patch, delete (watch is in
+//! `watch.rs`), each a read or a compare-and-swap write through [`Store`].
+//!
+//! Writes follow kube-apiserver's `GuaranteedUpdate`: read the object and its mod_revision,
+//! compute the new object, write it with a Txn comparing that mod_revision. When the client
+//! named a resourceVersion, a mismatch is a 409 Conflict; when it did not (patches, unconditional
+//! PUTs), a lost race is retried on the fresh object.
+
+use http::{header, HeaderMap, Method, Response};
+use hyper::body::Incoming;
+use serde_json::{json, Value};
+
+use super::http::{self as h, Body, Render};
+use super::object::{self, meta_str};
+use super::patch::{self, PatchKind};
+use super::query::{parse_resource_version, Query};
+use super::resources::ResourceDef;
+use super::route::Target;
+use super::selector::{FieldSelector, LabelSelector, Selectors};
+use super::status::{self, ApiError};
+use super::storage::{prefix_end, StorageError};
+use super::table;
+use super::{watch, ApiServer};
+
+/// Attempts at a write whose read went stale before giving up with a Conflict.
+const WRITE_RETRIES: usize = 8;
+
+pub async fn handle(
+    api: &ApiServer,
+    method: &Method,
+    t: Target,
+    q: &Query,
+    headers: &HeaderMap,
+    body: Incoming,
+) -> Result<Response<Body>, ApiError> {
+    let render = h::negotiate(headers);
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if matches!(*method, Method::POST | Method::PUT) {
+        h::require_json(content_type)?;
+    }
+    match (&t.name, t.subresource.as_deref()) {
+        (None, _) => match *method {
+            Method::GET if q.flag("watch") => watch::serve(api, &t, q, render).await,
+            Method::GET => list(api, &t, q, render).await,
+            Method::POST if t.def.namespaced && t.namespace.is_none() => {
+                Err(ApiError::MethodNotAllowed)
+            }
+            Method::POST => create(api, &t, q, &h::read_body(body).await?).await,
+            _ => Err(ApiError::MethodNotAllowed),
+        },
+        (Some(name), sub) => {
+            let status_only = match sub {
+                None => false,
+                Some("status") if t.def.has_status => true,
+                Some(_) => return Err(ApiError::NoRoute),
+            };
+            match *method {
+                Method::GET => get(api, &t, name, q, render).await,
+                Method::PUT => {
+                    update(api, &t, name, q, &h::read_body(body).await?, status_only).await
+                }
+                Method::PATCH => {
+                    let ct = content_type;
+                    if ct.starts_with("application/apply-patch") {
+                        return Err(ApiError::UnsupportedMediaType(
+                            "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (server-side apply is not implemented yet)".into(),
+                        ));
+                    }
+                    let kind = PatchKind::from_content_type(ct)?;
+                    patch(
+                        api,
+                        &t,
+                        name,
+                        q,
+                        kind,
+                        &h::read_body(body).await?,
+                        status_only,
+                    )
+                    .await
+                }
+                Method::DELETE if !status_only => {
+                    delete(api, &t, name, q, &h::read_body(body).await?).await
+                }
+                _ => Err(ApiError::MethodNotAllowed),
+            }
+        }
+    }
+}
+
+/// Maps storage failures on `name` to API errors.
+fn storage_err(def: &ResourceDef, name: &str, e: StorageError) -> ApiError {
+    match e {
+        StorageError::NotFound => ApiError::not_found(def.qualified(), name),
+        StorageError::AlreadyExists => ApiError::AlreadyExists {
+            resource: def.qualified(),
+            name: name.into(),
+        },
+        StorageError::Conflict => ApiError::conflict_modified(def.qualified(), name),
+        StorageError::ParentMissing => ApiError::not_found("namespaces", ""),
+        StorageError::Compacted(rev) => ApiError::Gone(format!("too old resource version: {rev}")),
+        StorageError::Etcd(msg) => ApiError::Internal(msg),
+    }
+}
+
+fn render_one(def: &ResourceDef, obj: Value, q: &Query, render: Render) -> Value {
+    match render {
+        Render::Object => obj,
+        Render::Table => {
+            let rv = meta_str(&obj, "resourceVersion").unwrap_or("").to_string();
+            table::to_table(def.kind, &[obj], json!({"resourceVersion": rv}), q)
+        }
+    }
+}
+
+async fn read(api: &ApiServer, t: &Target, name: &str) -> Result<(Value, i64), ApiError> {
+    let key = api.object_key(t.def, t.namespace.as_deref(), name);
+    match api
+        .store
+        .get(&key)
+        .await
+        .map_err(|e| storage_err(t.def, name, e))?
+    {
+        Some(kv) => Ok((object::decode(&kv)?, kv.mod_revision)),
+        None => Err(ApiError::not_found(t.def.qualified(), name)),
+    }
+}
+
+async fn get(
+    api: &ApiServer,
+    t: &Target,
+    name: &str,
+    q: &Query,
+    render: Render,
+) -> Result<Response<Body>, ApiError> {
+    let (obj, _) = read(api, t, name).await?;
+    Ok(h::json(200, &render_one(t.def, obj, q, render)))
+}
+
+/// Continue tokens: base64url JSON `{"rv": <list revision>, "start": "<next key>"}`, as
+/// kube-apiserver's (which also pins the revision so every page reads one snapshot).
+fn encode_continue(rev: i64, next_key: &[u8]) -> String {
+    use base64::Engine;
+    let token =
+        json!({"v": "meta.k8s.io/v1", "rv": rev, "start": String::from_utf8_lossy(next_key)});
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token.to_string())
+}
+
+fn decode_continue(token: &str, prefix: &[u8]) -> Result<(i64, Vec<u8>), ApiError> {
+    use base64::Engine;
+    let bad = || {
+        ApiError::BadRequest(
+            "continue key is not valid: the continue parameter is malformed".into(),
+        )
+    };
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token.trim_end_matches('='))
+        .map_err(|_| bad())?;
+    let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    let rev = v["rv"].as_i64().filter(|r| *r > 0).ok_or_else(bad)?;
+    let start = v["start"].as_str().ok_or_else(bad)?.as_bytes().to_vec();
+    if !start.starts_with(prefix) {
+        return Err(bad());
+    }
+    Ok((rev, start))
+}
+
+/// The objects of a list, the revision they were read at, and paging state.
+pub struct Listed {
+    pub items: Vec<Value>,
+    pub revision: i64,
+    pub continue_token: Option<String>,
+    pub remaining: Option<i64>,
+}
+
+pub fn selectors(def: &ResourceDef, q: &Query) -> Result<Selectors, ApiError> {
+    Ok(Selectors {
+        labels: LabelSelector::parse(q.get("labelSelector").unwrap_or(""))?,
+        fields: FieldSelector::parse(q.get("fieldSelector").unwrap_or(""), def)?,
+    })
+}
+
+/// Reads a (page of a) collection at one revision, filtering by selectors. With a limit, pages
+/// are fetched until `limit` objects matched or the range ends, as kube-apiserver does.
+pub async fn list_objects(
+    api: &ApiServer,
+    t: &Target,
+    q: &Query,
+    sel: &Selectors,
+) -> Result<Listed, ApiError> {
+    let prefix = api.collection_prefix(t.def, t.namespace.as_deref());
+    let end = prefix_end(&prefix);
+    let limit = q.int("limit")?.filter(|l| *l > 0).unwrap_or(0) as usize;
+    let (mut revision, mut start) = match q.get("continue") {
+        Some(token) => decode_continue(token, &prefix)?,
+        None => {
+            let exact = q.get("resourceVersionMatch") == Some("Exact");
+            let rv = q
+                .get("resourceVersion")
+                .map(parse_resource_version)
+                .transpose()?
+                .unwrap_or(0);
+            if exact && rv == 0 {
+                return Err(ApiError::BadRequest(
+                    "resourceVersionMatch=Exact requires a non-zero resourceVersion".into(),
+                ));
+            }
+            (if exact { rv } else { 0 }, prefix.clone())
+        }
+    };
+    let min_rv = match (q.get("continue"), q.get("resourceVersion")) {
+        (None, Some(rv)) => parse_resource_version(rv)?,
+        _ => 0,
+    };
+    let continuing = q.get("continue").is_some();
+    let mut items = Vec::new();
+    loop {
+        let want = if limit > 0 {
+            (limit - items.len()) as i64
+        } else {
+            0
+        };
+        let page = api.store.range(&start, &end, want, revision).await.map_err(|e| match e {
+            StorageError::Compacted(_) if continuing => ApiError::Gone(
+                "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.".into(),
+            ),
+            StorageError::Compacted(rev) => ApiError::Gone(format!("too old resource version: {rev}")),
+            other => storage_err(t.def, "", other),
+        })?;
+        if revision == 0 {
+            revision = page.revision;
+            if revision < min_rv {
+                return Err(ApiError::TooLargeResourceVersion {
+                    requested: min_rv,
+                    current: revision,
+                });
+            }
+        }
+        let n = page.kvs.len();
+        for (i, kv) in page.kvs.iter().enumerate() {
+            let obj = object::decode(kv)?;
+            if sel.matches(&obj) {
+                items.push(obj);
+            }
+            if limit > 0 && items.len() == limit {
+                let more = i + 1 < n || page.more;
+                let mut next = kv.key.clone();
+                next.push(0);
+                let remaining = sel.is_empty().then(|| page.count - (i as i64 + 1));
+                return Ok(Listed {
+                    items,
+                    revision,
+                    continue_token: more.then(|| encode_continue(revision, &next)),
+                    remaining: remaining.filter(|r| more && *r > 0),
+                });
+            }
+        }
+        match page.kvs.last() {
+            Some(last) if page.more => {
+                start = last.key.clone();
+                start.push(0);
+            }
+            _ => {
+                return Ok(Listed {
+                    items,
+                    revision,
+                    continue_token: None,
+                    remaining: None,
+                })
+            }
+        }
+    }
+}
+
+async fn list(
+    api: &ApiServer,
+    t: &Target,
+    q: &Query,
+    render: Render,
+) -> Result<Response<Body>, ApiError> {
+    let sel = selectors(t.def, q)?;
+    let listed = list_objects(api, t, q, &sel).await?;
+    let mut meta = json!({"resourceVersion": listed.revision.to_string()});
+    if let Some(c) = &listed.continue_token {
+        meta["continue"] = json!(c);
+    }
+    if let Some(r) = listed.remaining {
+        meta["remainingItemCount"] = json!(r);
+    }
+    let body = match render {
+        Render::Table => table::to_table(t.def.kind, &listed.items, meta, q),
+        Render::Object => json!({
+            "kind": format!("{}List", t.def.kind),
+            "apiVersion": t.def.api_version(),
+            "metadata": meta,
+            "items": listed.items,
+        }),
+    };
+    Ok(h::json(200, &body))
+}
+
+async fn create(
+    api: &ApiServer,
+    t: &Target,
+    q: &Query,
+    body: &[u8],
+) -> Result<Response<Body>, ApiError> {
+    let dry_run = q.dry_run()?;
+    let mut obj = h::parse_object(body)?;
+    let name = object::prepare_create(t.def, t.namespace.as_deref(), &mut obj)?;
+    let key = api.object_key(t.def, t.namespace.as_deref(), &name);
+    // NamespaceLifecycle: the namespace must exist, checked in the same Txn as the write.
+    let parent = t
+        .namespace
+        .as_deref()
+        .map(|ns| api.object_key(api.namespaces(), None, ns));
+    if dry_run {
+        if let Some(p) = &parent {
+            if api
+                .store
+                .get(p)
+                .await
+                .map_err(|e| storage_err(t.def, &name, e))?
+                .is_none()
+            {
+                return Err(ApiError::not_found(
+                    "namespaces",
+                    t.namespace.clone().unwrap_or_default(),
+                ));
+            }
+        }
+        if api
+            .store
+            .get(&key)
+            .await
+            .map_err(|e| storage_err(t.def, &name, e))?
+            .is_some()
+        {
+            return Err(ApiError::AlreadyExists {
+                resource: t.def.qualified(),
+                name,
+            });
+        }
+        return Ok(h::json(201, &obj));
+    }
+    let rev = api
+        .store
+        .create(&key, object::encode(&obj), parent.as_deref())
+        .await
+        .map_err(|e| match e {
+            StorageError::ParentMissing => {
+                ApiError::not_found("namespaces", t.namespace.clone().unwrap_or_default())
+            }
+            other => storage_err(t.def, &name, other),
+        })?;
+    object::set_resource_version(&mut obj, rev);
+    Ok(h::json(201, &obj))
+}
+
+/// Read-modify-write with the optimistic-concurrency rules described in the module doc.
+/// `mutate` gets the current object and returns the desired one (or an error).
+async fn guaranteed_update(
+    api: &ApiServer,
+    t: &Target,
+    name: &str,
+    dry_run: bool,
+    status_only: bool,
+    mutate: impl Fn(&Value) -> Result<Value, ApiError>,
+) -> Result<Value, ApiError> {
+    let key = api.object_key(t.def, t.namespace.as_deref(), name);
+    for _ in 0..WRITE_RETRIES {
+        let (current, mod_rev) = read(api, t, name).await?;
+        let mut desired = mutate(&current)?;
+        let precondition = match meta_str(&desired, "resourceVersion").filter(|v| !v.is_empty()) {
+            Some(rv) => Some(parse_resource_version(rv)?),
+            None => None,
+        };
+        if let Some(rv) = precondition {
+            if rv != mod_rev {
+                return Err(ApiError::conflict_modified(t.def.qualified(), name));
+            }
+        }
+        object::prepare_update(
+            t.def,
+            t.namespace.as_deref(),
+            name,
+            &current,
+            &mut desired,
+            status_only,
+        )?;
+        let unchanged = {
+            let mut a = desired.clone();
+            object::set_resource_version(&mut a, mod_rev);
+            a == current
+        };
+        if dry_run || unchanged {
+            // Kubernetes skips the write of a no-op update; the object keeps its resourceVersion.
+            object::set_resource_version(&mut desired, mod_rev);
+            return Ok(desired);
+        }
+        match api
+            .store
+            .update(&key, object::encode(&desired), mod_rev)
+            .await
+        {
+            Ok(rev) => {
+                object::set_resource_version(&mut desired, rev);
+                return Ok(desired);
+            }
+            Err(StorageError::Conflict) if precondition.is_none() => continue,
+            Err(e) => return Err(storage_err(t.def, name, e)),
+        }
+    }
+    Err(ApiError::conflict_modified(t.def.qualified(), name))
+}
+
+async fn update(
+    api: &ApiServer,
+    t: &Target,
+    name: &str,
+    q: &Query,
+    body: &[u8],
+    status_only: bool,
+) -> Result<Response<Body>, ApiError> {
+    let dry_run = q.dry_run()?;
+    let new = h::parse_object(body)?;
+    object::check_type(t.def, &new)?;
+    let obj = guaranteed_update(api, t, name, dry_run, status_only, |_| Ok(new.clone())).await?;
+    Ok(h::json(200, &obj))
+}
+
+async fn patch(
+    api: &ApiServer,
+    t: &Target,
+    name: &str,
+    q: &Query,
+    kind: PatchKind,
+    body: &[u8],
+    status_only: bool,
+) -> Result<Response<Body>, ApiError> {
+    let dry_run = q.dry_run()?;
+    let obj = guaranteed_update(api, t, name, dry_run, status_only, |current| {
+        let mut base = current.clone();
+        // The stored resourceVersion must not become a precondition of its own: only one the
+        // patch sets explicitly is.
+        object::meta_mut(&mut base).remove("resourceVersion");
+        let patched = patch::apply(kind, &base, body)?;
+        if !patched.is_object() {
+            return Err(ApiError::BadRequest(
+                "the patch result is not a JSON object".into(),
+            ));
+        }
+        Ok(patched)
+    })
+    .await?;
+    Ok(h::json(200, &obj))
+}
+
+async fn delete(
+    api: &ApiServer,
+    t: &Target,
+    name: &str,
+    q: &Query,
+    body: &[u8],
+) -> Result<Response<Body>, ApiError> {
+    let dry_run = q.dry_run()?;
+    let options: Value = if body.is_empty() {
+        json!({})
+    } else {
+        h::parse_object(body)?
+    };
+    if let Some(p) = options
+        .get("propagationPolicy")
+        .and_then(Value::as_str)
+        .or(q.get("propagationPolicy"))
+    {
+        if !matches!(p, "Orphan" | "Background" | "Foreground") {
+            return Err(ApiError::BadRequest(format!(
+                "propagationPolicy {p:?} is not one of Orphan, Background, Foreground"
+            )));
+        }
+    }
+    let key = api.object_key(t.def, t.namespace.as_deref(), name);
+    // Deleting a namespace removes everything in it in the same revision (its Terminating
+    // phase and finalizers are not modelled yet).
+    let children: Vec<Vec<u8>> = if t.def.kind == "Namespace" {
+        super::resources::RESOURCES
+            .iter()
+            .filter(|r| r.namespaced)
+            .map(|r| api.collection_prefix(r, Some(name)))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    for _ in 0..WRITE_RETRIES {
+        let (current, mod_rev) = read(api, t, name).await?;
+        let pre = &options["preconditions"];
+        if let Some(uid) = pre["uid"].as_str() {
+            if Some(uid) != meta_str(&current, "uid") {
+                return Err(ApiError::Conflict {
+                    resource: t.def.qualified(),
+                    name: name.into(),
+                    detail: format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                        meta_str(&current, "uid").unwrap_or("")
+                    ),
+                });
+            }
+        }
+        let expected = pre["resourceVersion"]
+            .as_str()
+            .map(parse_resource_version)
+            .transpose()?;
+        if expected.is_some_and(|rv| rv != mod_rev) {
+            return Err(ApiError::Conflict {
+                resource: t.def.qualified(),
+                name: name.into(),
+                detail: format!("Precondition failed: ResourceVersion in precondition: {}, ResourceVersion in object meta: {mod_rev}", expected.unwrap_or(0)),
+            });
+        }
+        if dry_run {
+            return Ok(h::json(200, &current));
+        }
+        match api.store.delete(&key, mod_rev, &children).await {
+            Ok(_) => {
+                // Pods and namespaces answer with the deleted object, other kinds with a Status,
+                // as their Kubernetes registries do.
+                return Ok(if matches!(t.def.kind, "Pod" | "Namespace") {
+                    h::json(200, &current)
+                } else {
+                    h::json(
+                        200,
+                        &status::success(
+                            name,
+                            t.def.group,
+                            t.def.plural,
+                            meta_str(&current, "uid"),
+                        ),
+                    )
+                });
+            }
+            Err(StorageError::Conflict) if expected.is_none() => continue,
+            Err(e) => return Err(storage_err(t.def, name, e)),
+        }
+    }
+    Err(ApiError::conflict_modified(t.def.qualified(), name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continue_tokens_round_trip_and_stay_in_prefix() {
+        let tok = encode_continue(42, b"/registry/pods/ns/b\0");
+        assert_eq!(
+            decode_continue(&tok, b"/registry/pods/").unwrap(),
+            (42, b"/registry/pods/ns/b\0".to_vec())
+        );
+        assert!(decode_continue(&tok, b"/registry/secrets/").is_err());
+        assert!(decode_continue("!!!", b"/").is_err());
+    }
+}

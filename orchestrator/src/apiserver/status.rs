@@ -1,0 +1,192 @@
+//! API errors and the `Status` objects they become. ONE place maps each failure to its HTTP code,
+//! Kubernetes `reason` and message wording (after apimachinery's `errors.New*` constructors), so
+//! clients that switch on reason (kubectl, client-go's `IsNotFound`/`IsConflict`) behave.
+
+use serde_json::{json, Value};
+
+/// One field-level problem inside an `Invalid` error.
+#[derive(Debug, Clone)]
+pub struct Cause {
+    /// `FieldValueInvalid`, `FieldValueRequired`, ...
+    pub reason: &'static str,
+    pub field: String,
+    pub message: String,
+}
+
+/// Every way a request can fail.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApiError {
+    #[error("{resource} \"{name}\" not found")]
+    NotFound { resource: String, name: String },
+    #[error("the server could not find the requested resource")]
+    NoRoute,
+    #[error("{resource} \"{name}\" already exists")]
+    AlreadyExists { resource: String, name: String },
+    #[error("Operation cannot be fulfilled on {resource} \"{name}\": {detail}")]
+    Conflict {
+        resource: String,
+        name: String,
+        detail: String,
+    },
+    #[error("{kind} \"{name}\" is invalid: {}", causes.iter().map(|c| format!("{}: {}", c.field, c.message)).collect::<Vec<_>>().join(", "))]
+    Invalid {
+        kind: String,
+        name: String,
+        causes: Vec<Cause>,
+    },
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Gone(String),
+    #[error("the server does not allow this method on the requested resource")]
+    MethodNotAllowed,
+    #[error(
+        "the body of the request was in an unknown format - accepted media types include: {0}"
+    )]
+    UnsupportedMediaType(String),
+    #[error("the server rejected our request because the body is larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("{0}")]
+    Unprocessable(String),
+    #[error("Too large resource version: {requested}, current: {current}")]
+    TooLargeResourceVersion { requested: i64, current: i64 },
+    #[error("Internal error occurred: {0}")]
+    Internal(String),
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl ApiError {
+    pub fn not_found(resource: impl Into<String>, name: impl Into<String>) -> Self {
+        ApiError::NotFound {
+            resource: resource.into(),
+            name: name.into(),
+        }
+    }
+
+    /// A stale resourceVersion on write: the exact text kube-apiserver returns.
+    pub fn conflict_modified(resource: impl Into<String>, name: impl Into<String>) -> Self {
+        ApiError::Conflict {
+            resource: resource.into(),
+            name: name.into(),
+            detail: "the object has been modified; please apply your changes to the latest version and try again".into(),
+        }
+    }
+
+    pub fn invalid(
+        kind: &str,
+        name: &str,
+        field: &str,
+        reason: &'static str,
+        message: String,
+    ) -> Self {
+        ApiError::Invalid {
+            kind: kind.into(),
+            name: name.into(),
+            causes: vec![Cause {
+                reason,
+                field: field.into(),
+                message,
+            }],
+        }
+    }
+
+    /// HTTP status code.
+    pub fn code(&self) -> u16 {
+        match self {
+            ApiError::NotFound { .. } | ApiError::NoRoute => 404,
+            ApiError::AlreadyExists { .. } | ApiError::Conflict { .. } => 409,
+            ApiError::Invalid { .. } | ApiError::Unprocessable(_) => 422,
+            ApiError::BadRequest(_) => 400,
+            ApiError::Gone(_) => 410,
+            ApiError::MethodNotAllowed => 405,
+            ApiError::UnsupportedMediaType(_) => 415,
+            ApiError::TooLarge(_) => 413,
+            ApiError::TooLargeResourceVersion { .. } => 504,
+            ApiError::Internal(_) => 500,
+            ApiError::Unavailable(_) => 503,
+        }
+    }
+
+    /// Kubernetes `StatusReason`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ApiError::NotFound { .. } | ApiError::NoRoute => "NotFound",
+            ApiError::AlreadyExists { .. } => "AlreadyExists",
+            ApiError::Conflict { .. } => "Conflict",
+            ApiError::Invalid { .. } | ApiError::Unprocessable(_) => "Invalid",
+            ApiError::BadRequest(_) => "BadRequest",
+            ApiError::Gone(_) => "Expired",
+            ApiError::MethodNotAllowed => "MethodNotAllowed",
+            ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
+            ApiError::TooLarge(_) => "RequestEntityTooLarge",
+            ApiError::TooLargeResourceVersion { .. } => "Timeout",
+            ApiError::Internal(_) => "InternalError",
+            ApiError::Unavailable(_) => "ServiceUnavailable",
+        }
+    }
+
+    /// The `Status` object sent as the response body (or inside a watch ERROR event).
+    pub fn to_status(&self) -> Value {
+        let mut status = json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.to_string(),
+            "reason": self.reason(),
+            "code": self.code(),
+        });
+        let details = match self {
+            ApiError::NotFound { resource, name }
+            | ApiError::AlreadyExists { resource, name }
+            | ApiError::Conflict { resource, name, .. } => {
+                let (kind, group) = split_qualified(resource);
+                Some(json!({ "name": name, "group": group, "kind": kind }))
+            }
+            ApiError::Invalid { kind, name, causes } => Some(json!({
+                "name": name,
+                "kind": kind,
+                "causes": causes.iter().map(|c| json!({
+                    "reason": c.reason, "message": c.message, "field": c.field,
+                })).collect::<Vec<_>>(),
+            })),
+            ApiError::TooLargeResourceVersion { .. } => Some(json!({
+                "causes": [{ "reason": "ResourceVersionTooLarge", "message": "Too large resource version" }],
+                "retryAfterSeconds": 1,
+            })),
+            _ => None,
+        };
+        if let Some(d) = details {
+            status["details"] = strip_empty(d);
+        }
+        status
+    }
+}
+
+/// "deployments.apps" -> ("deployments", "apps").
+fn split_qualified(resource: &str) -> (&str, &str) {
+    resource.split_once('.').unwrap_or((resource, ""))
+}
+
+fn strip_empty(mut v: Value) -> Value {
+    if let Some(m) = v.as_object_mut() {
+        m.retain(|_, x| !matches!(x, Value::String(s) if s.is_empty()));
+    }
+    v
+}
+
+/// The `Status` a successful delete returns for kinds that do not return the deleted object.
+pub fn success(name: &str, group: &str, kind: &str, uid: Option<&str>) -> Value {
+    let mut details = json!({ "name": name, "group": group, "kind": kind });
+    if let Some(uid) = uid {
+        details["uid"] = json!(uid);
+    }
+    json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "details": strip_empty(details),
+    })
+}

@@ -1,0 +1,9 @@
+//! Cairn's Kubernetes-style control plane. Every component is a client of the apiserver, and the
+//! apiserver is an ordinary etcd v3 client, so the whole plane runs on cairn-store or on etcd.
+//!
+//! - [`apiserver`]: the Kubernetes REST API (discovery, CRUD, list/watch, patch, Tables) over
+//!   objects stored as JSON under `/registry/...` in etcd.
+//!
+//! The scheduler, controllers, kubelet and proxy come later, as further modules here.
+
+pub mod apiserver;

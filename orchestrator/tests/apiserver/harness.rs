@@ -1,0 +1,488 @@
+//! Starting what the tests talk to: a store (cairn-store in-process, or a real etcd process), an
+//! apiserver in-process on a free port in front of it, a small HTTP client, and kubectl.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cairn_proto::etcdserverpb::kv_client::KvClient;
+use cairn_proto::etcdserverpb::watch_client::WatchClient;
+use cairn_proto::etcdserverpb::{CompactionRequest, RangeRequest, WatchRequest};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use tonic::transport::Channel;
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// Whether `tool` runs; otherwise a loud skip (or a failure when `require_var`=1).
+pub fn have(tool: &str, require_var: &str) -> bool {
+    let ok = Command::new(tool)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+        || Command::new(tool)
+            .args(["version", "--client"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok();
+    if !ok {
+        if std::env::var(require_var).is_ok_and(|v| v == "1") {
+            panic!("{tool} is required ({require_var}=1) but is not installed");
+        }
+        eprintln!("SKIPPED: {tool} is not installed; this test did not run");
+    }
+    ok
+}
+
+/// The store an apiserver runs on.
+pub enum Backend {
+    Cairn {
+        server: Option<cairn_store::Server>,
+        endpoint: String,
+        _dir: tempfile::TempDir,
+    },
+    Etcd {
+        child: Child,
+        endpoint: String,
+        _dir: tempfile::TempDir,
+    },
+}
+
+impl Backend {
+    pub async fn cairn() -> Backend {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let client = format!("http://127.0.0.1:{}", free_port());
+        let peer = format!("http://127.0.0.1:{}", free_port());
+        let args = [
+            "cairn-store",
+            "--name",
+            "c1",
+            "--data-dir",
+            dir.path().to_str().expect("utf-8"),
+            "--listen-client-urls",
+            &client,
+            "--advertise-client-urls",
+            &client,
+            "--listen-peer-urls",
+            &peer,
+            "--initial-advertise-peer-urls",
+            &peer,
+            "--initial-cluster",
+            &format!("c1={peer}"),
+        ];
+        let cfg =
+            cairn_store::Config::parse_args(args.iter().map(|s| s.to_string())).expect("flags");
+        let server = cairn_store::start(cfg).await.expect("start cairn-store");
+        wait_ready(&client).await;
+        Backend::Cairn {
+            server: Some(server),
+            endpoint: client,
+            _dir: dir,
+        }
+    }
+
+    /// A real etcd, or None (after a loud skip) when it is not installed.
+    pub async fn etcd() -> Option<Backend> {
+        if !have("etcd", "CAIRN_REQUIRE_ETCD") {
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let client = format!("http://127.0.0.1:{}", free_port());
+        let peer = format!("http://127.0.0.1:{}", free_port());
+        let child = Command::new("etcd")
+            .args(["--name", "e1", "--data-dir"])
+            .arg(dir.path())
+            .args([
+                "--listen-client-urls",
+                &client,
+                "--advertise-client-urls",
+                &client,
+                "--listen-peer-urls",
+                &peer,
+                "--initial-advertise-peer-urls",
+                &peer,
+                "--initial-cluster",
+                &format!("e1={peer}"),
+                "--log-level",
+                "error",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn etcd");
+        wait_ready(&client).await;
+        Some(Backend::Etcd {
+            child,
+            endpoint: client,
+            _dir: dir,
+        })
+    }
+
+    pub fn endpoint(&self) -> &str {
+        match self {
+            Backend::Cairn { endpoint, .. } | Backend::Etcd { endpoint, .. } => endpoint,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Cairn { .. } => "cairn-store",
+            Backend::Etcd { .. } => "etcd",
+        }
+    }
+
+    /// Whether the store serves the etcd Watch API (cairn-store's is being built); logs a loud
+    /// skip when it does not.
+    pub async fn supports_watch(&self) -> bool {
+        use cairn_proto::etcdserverpb::watch_request::RequestUnion;
+        use cairn_proto::etcdserverpb::WatchCreateRequest;
+        let ch = Channel::from_shared(self.endpoint().to_string())
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect");
+        let (tx, rx) = tokio::sync::mpsc::channel::<WatchRequest>(1);
+        // A real watch on a probe key: gRPC servers send response headers only once the stream
+        // has something to say.
+        let create = WatchCreateRequest {
+            key: b"watch-probe".to_vec(),
+            ..Default::default()
+        };
+        tx.send(WatchRequest {
+            request_union: Some(RequestUnion::CreateRequest(create)),
+        })
+        .await
+        .expect("queue probe");
+        let mut client = WatchClient::new(ch);
+        let call = client.watch(tokio_stream::wrappers::ReceiverStream::new(rx));
+        let result = tokio::time::timeout(Duration::from_secs(10), call)
+            .await
+            .expect("the Watch RPC answers");
+        let supported = match result {
+            Err(s) if s.code() == tonic::Code::Unimplemented => false,
+            Err(s) => panic!("Watch probe failed: {s}"),
+            Ok(mut stream) => {
+                !matches!(stream.get_mut().message().await, Err(s) if s.code() == tonic::Code::Unimplemented)
+            }
+        };
+        drop(tx);
+        if !supported {
+            eprintln!(
+                "SKIPPED on {}: the store does not serve the etcd Watch API yet",
+                self.name()
+            );
+        }
+        supported
+    }
+
+    /// Compacts the store's history up to `revision`.
+    pub async fn compact(&self, revision: i64) {
+        let ch = Channel::from_shared(self.endpoint().to_string())
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect");
+        KvClient::new(ch)
+            .compact(CompactionRequest {
+                revision,
+                physical: true,
+            })
+            .await
+            .expect("compact");
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        match self {
+            Backend::Cairn { server, .. } => {
+                if let (Some(s), Ok(h)) = (server.take(), tokio::runtime::Handle::try_current()) {
+                    h.spawn(s.shutdown());
+                }
+            }
+            Backend::Etcd { child, .. } => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+async fn wait_ready(endpoint: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(ch) = Channel::from_shared(endpoint.to_string())
+            .expect("endpoint")
+            .connect()
+            .await
+        {
+            if KvClient::new(ch)
+                .range(RangeRequest {
+                    key: b"probe".to_vec(),
+                    ..Default::default()
+                })
+                .await
+                .is_ok()
+            {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "{endpoint} did not become ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// An apiserver in front of a backend.
+pub struct Cluster {
+    pub api: Api,
+    handle: Option<cairn::apiserver::Handle>,
+    pub backend: Backend,
+}
+
+impl Cluster {
+    pub async fn start(backend: Backend) -> Cluster {
+        eprintln!("== apiserver on {}", backend.name());
+        let args = [
+            "cairn",
+            "--etcd-servers",
+            backend.endpoint(),
+            "--insecure-port",
+            "0",
+        ];
+        let cfg = cairn::apiserver::Config::parse_args(args.iter().map(|s| s.to_string()))
+            .expect("flags");
+        let handle = cairn::apiserver::start(cfg).await.expect("start apiserver");
+        Cluster {
+            api: Api {
+                addr: handle.addr().to_string(),
+            },
+            handle: Some(handle),
+            backend,
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(h) = self.handle.take() {
+            h.shutdown().await;
+        }
+    }
+}
+
+/// A minimal HTTP/1.1 client for the API.
+#[derive(Clone)]
+pub struct Api {
+    pub addr: String,
+}
+
+pub struct Reply {
+    pub code: u16,
+    pub body: Value,
+}
+
+impl Api {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> hyper::Response<hyper::body::Incoming> {
+        let stream = tokio::net::TcpStream::connect(&self.addr)
+            .await
+            .expect("connect to apiserver");
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("handshake");
+        tokio::spawn(conn);
+        let mut req = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", &self.addr);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        sender
+            .send_request(req.body(Full::new(body)).expect("request"))
+            .await
+            .expect("send")
+    }
+
+    /// One request; the body (JSON, or a string for non-JSON replies).
+    pub async fn call(&self, method: &str, path: &str, content_type: &str, body: &str) -> Reply {
+        self.call_with(method, path, &[("content-type", content_type)], body)
+            .await
+    }
+
+    pub async fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Reply {
+        let resp = self
+            .send(method, path, headers, Bytes::from(body.to_string()))
+            .await;
+        let code = resp.status().as_u16();
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+        Reply { code, body }
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.call("GET", path, "", "").await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Reply {
+        self.call("POST", path, "application/json", &body.to_string())
+            .await
+    }
+
+    pub async fn put(&self, path: &str, body: &Value) -> Reply {
+        self.call("PUT", path, "application/json", &body.to_string())
+            .await
+    }
+
+    pub async fn patch(&self, path: &str, content_type: &str, body: &Value) -> Reply {
+        self.call("PATCH", path, content_type, &body.to_string())
+            .await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.call("DELETE", path, "", "").await
+    }
+
+    /// Opens a watch; events are read with [`Watch::next`].
+    pub async fn watch(&self, path: &str) -> Watch {
+        self.watch_with(path, &[]).await
+    }
+
+    pub async fn watch_with(&self, path: &str, headers: &[(&str, &str)]) -> Watch {
+        let resp = self.send("GET", path, headers, Bytes::new()).await;
+        assert_eq!(resp.status().as_u16(), 200, "watch {path}");
+        Watch {
+            body: resp.into_body(),
+            buf: Vec::new(),
+        }
+    }
+}
+
+/// A watch stream, one JSON event per line.
+pub struct Watch {
+    body: hyper::body::Incoming,
+    buf: Vec<u8>,
+}
+
+impl Watch {
+    /// The next event, or None when the stream ended or nothing came within `within`.
+    pub async fn next_within(&mut self, within: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(i) = self.buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=i).collect();
+                return Some(serde_json::from_slice(&line).expect("watch event is JSON"));
+            }
+            let frame = tokio::time::timeout_at(deadline, self.body.frame())
+                .await
+                .ok()??
+                .ok()?;
+            if let Ok(data) = frame.into_data() {
+                self.buf.extend_from_slice(&data);
+            }
+        }
+    }
+
+    pub async fn next(&mut self) -> Value {
+        self.next_within(Duration::from_secs(10))
+            .await
+            .expect("a watch event within 10s")
+    }
+}
+
+/// kubectl pointed at an apiserver through a generated kubeconfig, with its own HOME (so the
+/// discovery cache of one test never leaks into another).
+pub struct Kubectl {
+    home: tempfile::TempDir,
+}
+
+pub struct Output {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Kubectl {
+    pub fn new(server: &str) -> Kubectl {
+        let home = tempfile::tempdir().expect("tempdir");
+        let config = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: cairn\n  cluster:\n    server: {server}\ncontexts:\n- name: cairn\n  context:\n    cluster: cairn\n    user: dev\ncurrent-context: cairn\nusers:\n- name: dev\n  user: {{}}\n"
+        );
+        std::fs::write(home.path().join("kubeconfig"), config).expect("write kubeconfig");
+        Kubectl { home }
+    }
+
+    pub fn path(&self, file: &str) -> PathBuf {
+        self.home.path().join(file)
+    }
+
+    /// Runs kubectl with `args` (and `stdin`), off the async runtime.
+    pub async fn run(&self, args: &[&str]) -> Output {
+        let home = self.home.path().to_path_buf();
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        tokio::task::spawn_blocking(move || {
+            let out = Command::new("kubectl")
+                .args(&args)
+                .env("KUBECONFIG", home.join("kubeconfig"))
+                .env("HOME", &home)
+                .stdin(Stdio::null())
+                .output()
+                .expect("run kubectl");
+            let o = Output {
+                ok: out.status.success(),
+                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            };
+            eprintln!("$ kubectl {}\n{}{}", args.join(" "), o.stdout, o.stderr);
+            o
+        })
+        .await
+        .expect("kubectl task")
+    }
+
+    /// Runs kubectl and requires success; returns stdout.
+    pub async fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args).await;
+        assert!(o.ok, "kubectl {args:?} failed: {}", o.stderr);
+        o.stdout
+    }
+
+    /// Starts a long-running kubectl (e.g. `get -w`) in the background.
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        Command::new("kubectl")
+            .args(args)
+            .env("KUBECONFIG", self.home.path().join("kubeconfig"))
+            .env("HOME", self.home.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn kubectl")
+    }
+}

@@ -1,0 +1,141 @@
+//! The Watch service: one bidirectional stream per call, served by a `watch::stream` task.
+//!
+//! Create requests are normalized and checked here, as etcd's `v3rpc/watch.go` does before
+//! they reach its watch stream: an empty key means `"\0"`, a `range_end` of `"\0"` means every
+//! key from `key` on, and an empty interval is refused. A stream opened with etcd's
+//! `hasleader` metadata (clientv3's `WithRequireLeader`, used by etcdctl) is refused while
+//! this member knows no leader.
+
+use std::sync::Arc;
+
+use cairn_mvcc::KeyRange;
+use cairn_proto::etcdserverpb::watch_create_request::FilterType;
+use cairn_proto::etcdserverpb::watch_request::RequestUnion;
+use cairn_proto::etcdserverpb::watch_server::Watch;
+use cairn_proto::etcdserverpb::{WatchCreateRequest, WatchRequest, WatchResponse};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::errors::EtcdError;
+use crate::node::Node;
+use crate::watch::response::Refusal;
+use crate::watch::{self as hub, CreateWatch, StreamOptions};
+
+/// Responses queued per stream ahead of the transport. Small: each may hold a full chunk,
+/// and a client that stops reading should stop its stream's work soon.
+const RESPONSE_QUEUE: usize = 8;
+
+/// etcd's metadata key and value for "fail unless there is a leader" (`rpctypes`).
+const REQUIRE_LEADER_KEY: &str = "hasleader";
+const REQUIRE_LEADER_VALUE: &str = "true";
+
+pub struct WatchService {
+    pub node: Arc<Node>,
+    pub options: StreamOptions,
+    /// Turns true when the member stops: streams end with "server stopped".
+    pub stop: watch::Receiver<bool>,
+}
+
+#[tonic::async_trait]
+impl Watch for WatchService {
+    type WatchStream = ReceiverStream<Result<WatchResponse, Status>>;
+
+    async fn watch(
+        &self,
+        request: Request<Streaming<WatchRequest>>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let require_leader = request
+            .metadata()
+            .get(REQUIRE_LEADER_KEY)
+            .is_some_and(|v| v == REQUIRE_LEADER_VALUE);
+        if require_leader && self.node.with_metrics(|m| m.current_leader.is_none()) {
+            return Err(EtcdError::NoLeader.into());
+        }
+        let requests = request.into_inner().filter_map(|r| match r {
+            Ok(req) => decode(req).map(Ok),
+            Err(status) => Some(Err(status)),
+        });
+        let (tx, rx) = mpsc::channel(RESPONSE_QUEUE);
+        tokio::spawn(hub::stream::serve(
+            self.node.clone(),
+            self.options,
+            Box::pin(requests),
+            tx,
+            self.stop.clone(),
+        ));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// A request as the stream task takes it; `None` for a message without a request, which
+/// etcd ignores.
+fn decode(req: WatchRequest) -> Option<hub::Request> {
+    Some(match req.request_union? {
+        RequestUnion::CreateRequest(c) => create(c),
+        RequestUnion::CancelRequest(c) => hub::Request::Cancel(c.watch_id),
+        RequestUnion::ProgressRequest(_) => hub::Request::Progress,
+    })
+}
+
+fn create(c: WatchCreateRequest) -> hub::Request {
+    let key = if c.key.is_empty() { vec![0] } else { c.key };
+    if KeyRange::new(&key, &c.range_end) == KeyRange::Empty {
+        return hub::Request::Refuse(Refusal::EmptyRange);
+    }
+    // Unknown filter values are ignored, as etcd's FiltersFromRequest does.
+    let has = |f: FilterType| c.filters.contains(&(f as i32));
+    hub::Request::Create(CreateWatch {
+        watch_id: c.watch_id,
+        no_put: has(FilterType::Noput),
+        no_delete: has(FilterType::Nodelete),
+        key,
+        range_end: c.range_end,
+        start_revision: c.start_revision,
+        prev_kv: c.prev_kv,
+        progress_notify: c.progress_notify,
+        fragment: c.fragment,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(key: &str, end: &[u8]) -> WatchCreateRequest {
+        WatchCreateRequest {
+            key: key.into(),
+            range_end: end.to_vec(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn create_requests_follow_etcds_edge_rules() {
+        let hub::Request::Create(c) = create(req("", b"")) else {
+            panic!("accepted")
+        };
+        assert_eq!((c.key, c.range_end), (vec![0], vec![]), "empty key is \\0");
+        let hub::Request::Create(c) = create(req("", b"\0")) else {
+            panic!("accepted")
+        };
+        assert_eq!((c.key, c.range_end), (vec![0], vec![0]), "every key");
+        assert_eq!(
+            create(req("b", b"a")),
+            hub::Request::Refuse(Refusal::EmptyRange)
+        );
+        assert_eq!(
+            create(req("a", b"a")),
+            hub::Request::Refuse(Refusal::EmptyRange)
+        );
+        let hub::Request::Create(c) = create(WatchCreateRequest {
+            filters: vec![FilterType::Nodelete as i32, 7],
+            ..req("a", b"")
+        }) else {
+            panic!("accepted")
+        };
+        assert!(c.no_delete && !c.no_put);
+        assert_eq!(decode(WatchRequest::default()), None);
+    }
+}

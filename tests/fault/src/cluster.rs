@@ -1,0 +1,280 @@
+//! A cluster of real `cairn-store` processes on loopback whose peer traffic flows through the
+//! harness's [`Network`], with the faults the nemesis applies: kill -9 and restart,
+//! SIGSTOP/SIGCONT, link cuts, delays.
+//!
+//! Each member listens for peers on its own port but advertises its proxy's port in
+//! `--initial-cluster`, so every peer connection to it passes the proxy. Clients talk to the
+//! members' client ports directly. Each member's stderr goes to `m<i>.log` in the cluster's
+//! directory, kept when a run finds anomalies.
+
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cairn_proto::etcdserverpb::kv_client::KvClient;
+use cairn_proto::etcdserverpb::maintenance_client::MaintenanceClient;
+use cairn_proto::etcdserverpb::{RangeRequest, StatusRequest};
+use tokio::task::JoinHandle;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::binary;
+use crate::proxy::Network;
+
+/// Raft timing for every member: fast elections keep fault runs short.
+pub const HEARTBEAT_MS: u64 = 50;
+pub const ELECTION_MS: u64 = 500;
+
+pub struct Member {
+    pub name: String,
+    pub client_url: String,
+    /// The member's own peer listener.
+    peer_url: String,
+    /// Its proxy, as every other member knows it.
+    proxy_url: String,
+    data_dir: PathBuf,
+    /// The id the member reports in response headers (known once it has started).
+    pub id: u64,
+    child: Option<Child>,
+    paused: bool,
+}
+
+impl Member {
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+}
+
+pub struct Cluster {
+    pub members: Vec<Member>,
+    pub net: Arc<Network>,
+    spec: String,
+    proxies: Vec<JoinHandle<()>>,
+    /// Data dirs and member logs (`m<i>.log`); deleted on drop unless [`Cluster::keep_dir`].
+    dir: Option<tempfile::TempDir>,
+    dir_path: PathBuf,
+}
+
+/// A lazily connected channel to `url`; requests fail fast while the member is down.
+pub fn lazy_channel(url: &str) -> Channel {
+    Endpoint::from_shared(url.to_string())
+        .expect("endpoint")
+        .connect_timeout(Duration::from_millis(500))
+        .tcp_nodelay(true)
+        .connect_lazy()
+}
+
+impl Cluster {
+    /// Starts `n` members and waits until every one answers a linearizable read.
+    pub async fn start(n: usize) -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let net = Network::new(n);
+        let mut members = Vec::new();
+        let mut proxies = Vec::new();
+        for i in 0..n {
+            let proxy = StdListener::bind("127.0.0.1:0").expect("bind proxy");
+            proxy.set_nonblocking(true).expect("nonblocking");
+            let proxy_addr = proxy.local_addr().expect("addr");
+            let peer_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+            let listener = tokio::net::TcpListener::from_std(proxy).expect("tokio listener");
+            proxies.push(net.serve(listener, i, peer_addr));
+            members.push(Member {
+                name: format!("m{i}"),
+                client_url: format!("http://127.0.0.1:{}", free_port()),
+                peer_url: format!("http://{peer_addr}"),
+                proxy_url: format!("http://{proxy_addr}"),
+                data_dir: dir.path().join(format!("m{i}.cairn")),
+                id: 0,
+                child: None,
+                paused: false,
+            });
+        }
+        let spec = members
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.proxy_url))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut cluster = Cluster {
+            members,
+            net,
+            spec,
+            proxies,
+            dir_path: dir.path().to_path_buf(),
+            dir: Some(dir),
+        };
+        for i in 0..n {
+            cluster.spawn(i);
+        }
+        for i in 0..n {
+            cluster.wait_ready(i, Duration::from_secs(60)).await;
+            let ch = lazy_channel(&cluster.members[i].client_url);
+            let status = MaintenanceClient::new(ch)
+                .status(StatusRequest {})
+                .await
+                .expect("status");
+            cluster.members[i].id = status.into_inner().header.expect("header").member_id;
+        }
+        cluster
+    }
+
+    /// Keeps the data dirs and member logs after the cluster is gone; returns where they are.
+    pub fn keep_dir(&mut self) -> PathBuf {
+        if let Some(d) = self.dir.take() {
+            let _ = d.keep();
+        }
+        self.dir_path.clone()
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir_path.join(format!("m{i}.log")))
+            .expect("member log");
+        let m = &mut self.members[i];
+        assert!(m.child.is_none(), "{} already running", m.name);
+        let child = Command::new(binary::cairn_store())
+            .args(["--name", &m.name])
+            .arg("--data-dir")
+            .arg(&m.data_dir)
+            .args([
+                "--listen-client-urls",
+                &m.client_url,
+                "--advertise-client-urls",
+                &m.client_url,
+                "--listen-peer-urls",
+                &m.peer_url,
+                "--initial-advertise-peer-urls",
+                &m.proxy_url,
+                "--initial-cluster",
+                &self.spec,
+                "--initial-cluster-token",
+                "fault-cluster",
+                "--heartbeat-interval",
+                &HEARTBEAT_MS.to_string(),
+                "--election-timeout",
+                &ELECTION_MS.to_string(),
+                "--log-level",
+            ])
+            .arg(std::env::var("CAIRN_TEST_LOG_LEVEL").unwrap_or_else(|_| "info".into()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn cairn-store");
+        self.net.set_pid(i, Some(child.id()));
+        m.child = Some(child);
+        m.paused = false;
+    }
+
+    /// Waits until member `i` answers a linearizable read.
+    pub async fn wait_ready(&self, i: usize, within: Duration) {
+        let deadline = Instant::now() + within;
+        let mut kv = KvClient::new(lazy_channel(&self.members[i].client_url));
+        loop {
+            let probe = RangeRequest {
+                key: b"probe".to_vec(),
+                ..Default::default()
+            };
+            let r = tokio::time::timeout(Duration::from_secs(2), kv.range(probe)).await;
+            if matches!(r, Ok(Ok(_))) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not serve a linearizable read within {within:?}",
+                self.members[i].name
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// SIGKILL: nothing gets flushed.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.members[i].child.take() {
+            c.kill().expect("kill -9");
+            c.wait().expect("reap");
+        }
+        self.members[i].paused = false;
+        self.net.set_pid(i, None);
+    }
+
+    /// Starts a killed member again on its data dir.
+    pub fn restart(&mut self, i: usize) {
+        if self.members[i].child.is_none() {
+            self.spawn(i);
+        }
+    }
+
+    /// SIGSTOP (`true`) or SIGCONT (`false`).
+    pub fn pause(&mut self, i: usize, paused: bool) {
+        let Some(c) = &self.members[i].child else {
+            return;
+        };
+        let sig = if paused { "-STOP" } else { "-CONT" };
+        let ok = Command::new("kill")
+            .args([sig, &c.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} {}", self.members[i].name);
+        self.members[i].paused = paused;
+    }
+
+    /// Every member running and unpaused, every link restored.
+    pub fn heal_all(&mut self) {
+        for i in 0..self.members.len() {
+            if self.members[i].paused {
+                self.pause(i, false);
+            }
+            self.restart(i);
+        }
+        self.net.heal();
+    }
+
+    /// The leader as the running, unpaused members report it (majority of their answers).
+    pub async fn leader(&self) -> Option<usize> {
+        let mut votes: Vec<u64> = Vec::new();
+        for m in self.members.iter().filter(|m| m.is_running() && !m.paused) {
+            let mut c = MaintenanceClient::new(lazy_channel(&m.client_url));
+            let r = tokio::time::timeout(Duration::from_millis(500), c.status(StatusRequest {}));
+            if let Ok(Ok(s)) = r.await {
+                let leader = s.into_inner().leader;
+                if leader != 0 {
+                    votes.push(leader);
+                }
+            }
+        }
+        votes.sort_unstable();
+        let best = votes
+            .chunk_by(|a, b| a == b)
+            .max_by_key(|c| c.len())?
+            .first()
+            .copied()?;
+        self.members.iter().position(|m| m.id == best)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            if let Some(mut c) = self.members[i].child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        for p in &self.proxies {
+            p.abort();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
