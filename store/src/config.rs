@@ -117,6 +117,15 @@ pub struct Config {
     )]
     pub experimental_watch_progress_notify_interval: Duration,
 
+    /// Interpret --auto-compaction-retention as 'periodic' (hours or a duration) or
+    /// 'revision' (a number of revisions).
+    #[arg(long, env = "ETCD_AUTO_COMPACTION_MODE", default_value = "periodic")]
+    pub auto_compaction_mode: String,
+
+    /// Auto compaction retention; 0 disables auto compaction.
+    #[arg(long, env = "ETCD_AUTO_COMPACTION_RETENTION", default_value = "0")]
+    pub auto_compaction_retention: String,
+
     /// Logging level: debug, info, warn, error.
     #[arg(long, env = "ETCD_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -139,6 +148,8 @@ pub enum ConfigError {
     BadUrl { url: String, reason: String },
     #[error("--initial-cluster has an entry without '=': {0:?}")]
     BadInitialCluster(String),
+    #[error("{0}")]
+    AutoCompaction(String),
     #[error("couldn't find local name {name:?} in the initial cluster configuration")]
     NameNotInCluster { name: String },
     #[error(
@@ -184,6 +195,8 @@ impl Config {
 
     /// Checks the flags against each other.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        crate::compactor::policy(&self.auto_compaction_mode, &self.auto_compaction_retention)
+            .map_err(ConfigError::AutoCompaction)?;
         if self.election_timeout < 5 * self.heartbeat_interval {
             return Err(ConfigError::Timeouts {
                 election: self.election_timeout,

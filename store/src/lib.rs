@@ -4,6 +4,7 @@
 //! - [`backup`]: backup files (the Snapshot RPC's stream) and restoring a data dir from one;
 //! - [`concurrency`]: etcd's election and lock recipes, run inside the member for the Election
 //!   and Lock services, waiting on the watch hub;
+//! - [`compactor`]: automatic compaction (`--auto-compaction-*`), run by the leader;
 //! - [`config`]: etcd's command-line flags;
 //! - [`http`]: the HTTP side of the client port — `/health`, `/livez`, `/readyz`,
 //!   `/metrics` and etcd's JSON gateway (`/v3/...`) — and the `--listen-metrics-urls` server;
@@ -26,6 +27,7 @@
 
 pub mod alarms;
 pub mod backup;
+pub mod compactor;
 pub mod concurrency;
 pub mod config;
 pub mod http;

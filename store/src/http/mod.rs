@@ -277,7 +277,10 @@ pub fn serve_client(
     mut stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        // The builder's tcp_nodelay does not reach sockets accepted here; without it Nagle's
+        // algorithm holds a response's trailers back until the client's delayed ACK (~40 ms).
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         let signal = async move {
             let _ = stop.wait_for(|s| *s).await;
         };

@@ -304,6 +304,15 @@ pub async fn start(cfg: Config) -> anyhow::Result<Server> {
     )));
 
     tasks.push(tokio::spawn(publish(node.clone(), stop_rx.clone())));
+    if let Ok(Some(policy)) =
+        crate::compactor::policy(&cfg.auto_compaction_mode, &cfg.auto_compaction_retention)
+    {
+        tasks.push(crate::compactor::spawn(
+            node.clone(),
+            policy,
+            stop_rx.clone(),
+        ));
+    }
     tasks.push(tokio::spawn(membership::promote_caught_up(
         node.clone(),
         stop_rx.clone(),

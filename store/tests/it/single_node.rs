@@ -515,3 +515,44 @@ async fn quota_raises_nospace_alarm() {
     assert!(disarmed.alarms.is_empty());
     s.stop().await;
 }
+
+/// --auto-compaction-mode periodic: history older than the retention is compacted by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn periodic_auto_compaction_discards_old_history() {
+    let s = InProcess::start(&[
+        "--auto-compaction-mode",
+        "periodic",
+        "--auto-compaction-retention",
+        "1s",
+    ])
+    .await;
+    let mut kv = kv(&s.endpoint).await;
+    kv.put(put("old", "1")).await.expect("put");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        // Keep writing so there are newer revisions to compact to.
+        kv.put(put("tick", "x")).await.expect("put");
+        let r = kv
+            .range(RangeRequest {
+                revision: 2,
+                ..get("old")
+            })
+            .await;
+        match r {
+            Err(e) if e.message() == "etcdserver: mvcc: required revision has been compacted" => {
+                break
+            }
+            Ok(_) => {}
+            Err(e) => panic!("unexpected error {e}"),
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "revision 2 was never compacted"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // The latest value survives compaction.
+    let r = kv.range(get("old")).await.expect("range").into_inner();
+    assert_eq!(r.kvs[0].value, b"1");
+    s.stop().await;
+}
