@@ -7,8 +7,9 @@
 //! until it has applied that far (etcd's ReadIndex), so any member answers any request.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cairn_mvcc::Mvcc;
 use cairn_proto::cairnraftpb::raft_peer_client::RaftPeerClient;
@@ -62,6 +63,10 @@ pub struct Node {
     pub watch_hub: Arc<WatchHub>,
     /// The raised alarms, kept equal to the replicated set by the state machine.
     pub alarms: Arc<Alarms>,
+    /// When this member last heard from a leader (append entries or heartbeat), as
+    /// milliseconds since `started`; a follower's evidence that it still has a leader.
+    last_leader_contact: AtomicU64,
+    started: Instant,
     /// Counters for `/metrics` (proposals pending and failed here; see [`Metrics`]).
     pub metrics: Arc<Metrics>,
     peers: Mutex<HashMap<MemberId, RaftPeerClient<Channel>>>,
@@ -91,6 +96,8 @@ impl Node {
             watch_hub: Arc::new(WatchHub::new(mvcc.current_revision())),
             mvcc,
             alarms: Arc::new(Alarms::default()),
+            last_leader_contact: AtomicU64::new(0),
+            started: Instant::now(),
             metrics: Arc::new(Metrics::default()),
             peers: Mutex::new(HashMap::new()),
         }
@@ -148,6 +155,33 @@ impl Node {
         let rx = self.raft.metrics();
         let m = rx.borrow_watched();
         f(&m)
+    }
+
+    /// Records that a leader's append entries (or heartbeat) just arrived.
+    pub fn leader_contact(&self) {
+        let ms = self.started.elapsed().as_millis() as u64;
+        self.last_leader_contact.store(ms, Ordering::Relaxed);
+    }
+
+    /// Whether this member has a working leader, as etcd's `Leader() != None`: a leader
+    /// must have heard from a quorum, a follower from its leader, within two election
+    /// timeouts (etcd's leader steps down after losing its quorum; openraft's keeps its role,
+    /// so the quorum acknowledgement is checked here).
+    pub fn has_leader(&self) -> bool {
+        use openraft::Instant as _;
+        let limit = Duration::from_millis(2 * self.raft.config().election_timeout_max);
+        self.with_metrics(|m| match m.current_leader {
+            None => false,
+            Some(leader) if leader == self.id => m
+                .last_quorum_acked
+                .as_ref()
+                .is_some_and(|at| at.elapsed() <= limit),
+            Some(_) => {
+                let last = self.last_leader_contact.load(Ordering::Relaxed);
+                let now = self.started.elapsed().as_millis() as u64;
+                now.saturating_sub(last) <= limit.as_millis() as u64
+            }
+        })
     }
 
     /// A response header with this member's identity, the given revision and the current term.

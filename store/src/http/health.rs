@@ -77,7 +77,7 @@ async fn verdict(state: &HttpState, excluded: &[&str], serializable: bool) -> Re
         }
         .into());
     }
-    if !serializable && state.node.with_metrics(|m| m.current_leader.is_none()) {
+    if !serializable && !state.node.has_leader() {
         return Err("RAFT NO LEADER".into());
     }
     read(state, serializable)

@@ -42,6 +42,9 @@ impl RaftPeer for PeerService {
     ) -> Result<Response<RaftMessage>, Status> {
         let req = codec::decode_append_request(&request.into_inner().data).map_err(bad_request)?;
         let resp = self.node.raft.append_entries(req).await.map_err(stopped)?;
+        if !matches!(resp, openraft::raft::AppendEntriesResponse::HigherVote(_)) {
+            self.node.leader_contact();
+        }
         Ok(Response::new(RaftMessage {
             data: codec::encode_append_response(&resp),
         }))

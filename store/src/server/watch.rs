@@ -4,7 +4,8 @@
 //! they reach its watch stream: an empty key means `"\0"`, a `range_end` of `"\0"` means every
 //! key from `key` on, and an empty interval is refused. A stream opened with etcd's
 //! `hasleader` metadata (clientv3's `WithRequireLeader`, used by etcdctl) is refused while
-//! this member knows no leader.
+//! this member knows no leader, and ends with "no leader" if the member loses its leader for
+//! two election timeouts in a row while it runs — the client then reconnects elsewhere.
 
 use std::sync::Arc;
 
@@ -50,7 +51,7 @@ impl Watch for WatchService {
             .metadata()
             .get(REQUIRE_LEADER_KEY)
             .is_some_and(|v| v == REQUIRE_LEADER_VALUE);
-        if require_leader && self.node.with_metrics(|m| m.current_leader.is_none()) {
+        if require_leader && !self.node.has_leader() {
             return Err(EtcdError::NoLeader.into());
         }
         let requests = request.into_inner().filter_map(|r| match r {
@@ -58,6 +59,13 @@ impl Watch for WatchService {
             Err(status) => Some(Err(status)),
         });
         let (tx, rx) = mpsc::channel(RESPONSE_QUEUE);
+        if require_leader {
+            tokio::spawn(close_on_leader_loss(
+                self.node.clone(),
+                tx.clone(),
+                self.stop.clone(),
+            ));
+        }
         tokio::spawn(hub::stream::serve(
             self.node.clone(),
             self.options,
@@ -66,6 +74,35 @@ impl Watch for WatchService {
             self.stop.clone(),
         ));
         Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// Ends a `hasleader` stream with etcd's "no leader" once this member has seen no leader at
+/// two checks one election timeout apart. Gives up quietly when the stream or member ends.
+async fn close_on_leader_loss(
+    node: Arc<Node>,
+    out: mpsc::Sender<Result<WatchResponse, Status>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let period = std::time::Duration::from_millis(node.raft.config().election_timeout_max);
+    let mut misses = 0;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = out.closed() => return,
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        if !node.has_leader() {
+            misses += 1;
+        } else {
+            misses = 0;
+        }
+        if misses >= 2 {
+            // A client that is not reading will not see it; the stream ends either way when
+            // it goes away.
+            let _ = out.try_send(Err(EtcdError::NoLeader.into()));
+            return;
+        }
     }
 }
 
