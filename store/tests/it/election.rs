@@ -13,8 +13,9 @@ use cairn_proto::v3lockpb::{LockRequest, UnlockRequest};
 use tonic::transport::Channel;
 use tonic::{Code, Streaming};
 
+use crate::harness::Solo;
 use crate::harness::{channel, get, kv};
-use crate::lease::{count, eventually, grant, keep_alive_in_background, lease_client, phase, Solo};
+use crate::lease::{count, eventually, grant, keep_alive_in_background, lease_client, phase};
 
 async fn election(endpoint: &str) -> ElectionClient<Channel> {
     ElectionClient::new(channel(endpoint).await.expect("connect"))
@@ -56,7 +57,7 @@ const STILL_BLOCKED: Duration = Duration::from_millis(300);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_second_campaigner_waits_for_the_leader_to_resign() {
-    let s = Solo::start().await;
+    let s = Solo::start(&[]).await;
     let mut leases = lease_client(&s.endpoint).await;
     let a = grant(&mut leases, 0xa, 60).await;
     let b = grant(&mut leases, 0xb, 60).await;
@@ -171,7 +172,7 @@ async fn the_second_campaigner_waits_for_the_leader_to_resign() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_campaign_wins_when_the_leaders_lease_expires() {
-    let s = Solo::start().await;
+    let s = Solo::start(&[]).await;
     let mut leases = lease_client(&s.endpoint).await;
     let short = grant(&mut leases, 0, 1).await;
     let long = grant(&mut leases, 0, 60).await;
@@ -194,7 +195,7 @@ async fn a_campaign_wins_when_the_leaders_lease_expires() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lock_is_exclusive_and_passes_on_unlock() {
-    let s = Solo::start().await;
+    let s = Solo::start(&[]).await;
     let mut leases = lease_client(&s.endpoint).await;
     let a = grant(&mut leases, 0, 60).await;
     let b = grant(&mut leases, 0, 60).await;
@@ -261,7 +262,7 @@ async fn a_lock_is_exclusive_and_passes_on_unlock() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abandoned_and_expired_waiters_leave_no_key() {
-    let s = Solo::start().await;
+    let s = Solo::start(&[]).await;
     let mut leases = lease_client(&s.endpoint).await;
     let holder = grant(&mut leases, 0, 60).await;
     let quitter = grant(&mut leases, 0, 60).await;
@@ -332,7 +333,7 @@ async fn abandoned_and_expired_waiters_leave_no_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_campaign_with_an_unknown_lease_is_refused_as_etcd_does() {
-    let s = Solo::start().await;
+    let s = Solo::start(&[]).await;
     let err = election(&s.endpoint)
         .await
         .campaign(campaign("x", 0x5eed, "v"))

@@ -203,3 +203,68 @@ pub fn cluster(names: &[&str], dir: &Path) -> Vec<Member> {
     }
     members
 }
+
+/// One member in this process, started with etcd's flags on free loopback ports, short Raft
+/// timeouts (50 ms heartbeat, 500 ms election; minimum lease TTL 1 s) and `extra` flags.
+pub struct Solo {
+    pub server: Option<cairn_store::Server>,
+    /// Client URL, `http://127.0.0.1:port`.
+    pub endpoint: String,
+    /// Client address without the scheme, for plain HTTP requests.
+    pub http: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Solo {
+    pub async fn start(extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let client = format!("http://127.0.0.1:{}", free_port());
+        let peer = format!("http://127.0.0.1:{}", free_port());
+        let mut args: Vec<String> = [
+            "cairn-store",
+            "--name",
+            "solo",
+            "--data-dir",
+            dir.path().to_str().expect("utf-8"),
+            "--listen-client-urls",
+            &client,
+            "--advertise-client-urls",
+            &client,
+            "--listen-peer-urls",
+            &peer,
+            "--initial-advertise-peer-urls",
+            &peer,
+            "--initial-cluster",
+            &format!("solo={peer}"),
+            "--heartbeat-interval",
+            "50",
+            "--election-timeout",
+            "500",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let cfg = cairn_store::Config::parse_args(args).expect("flags");
+        let server = cairn_store::start(cfg).await.expect("start");
+        wait_ready(&client, Duration::from_secs(10)).await;
+        Solo {
+            server: Some(server),
+            http: client.trim_start_matches("http://").to_string(),
+            endpoint: client,
+            _dir: dir,
+        }
+    }
+
+    /// The running member's node.
+    pub fn node(&self) -> &std::sync::Arc<cairn_store::node::Node> {
+        &self.server.as_ref().expect("running").node
+    }
+
+    /// Shuts the member down cleanly.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await;
+        }
+    }
+}

@@ -12,64 +12,10 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::harness::{free_port, wait_ready};
+use crate::harness::{free_port, Solo};
 
 fn phase(what: &str) {
     eprintln!("--- {what}");
-}
-
-/// One member in this process; `http` is its client address without the scheme.
-struct Solo {
-    server: Option<cairn_store::Server>,
-    http: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Solo {
-    async fn start(extra: &[&str]) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let client = format!("http://127.0.0.1:{}", free_port());
-        let peer = format!("http://127.0.0.1:{}", free_port());
-        let mut args: Vec<String> = [
-            "cairn-store",
-            "--name",
-            "solo",
-            "--data-dir",
-            dir.path().to_str().expect("utf-8"),
-            "--listen-client-urls",
-            &client,
-            "--advertise-client-urls",
-            &client,
-            "--listen-peer-urls",
-            &peer,
-            "--initial-advertise-peer-urls",
-            &peer,
-            "--initial-cluster",
-            &format!("solo={peer}"),
-            "--heartbeat-interval",
-            "50",
-            "--election-timeout",
-            "500",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let cfg = cairn_store::Config::parse_args(args).expect("flags");
-        let server = cairn_store::start(cfg).await.expect("start");
-        wait_ready(&client, Duration::from_secs(10)).await;
-        Self {
-            server: Some(server),
-            http: client.trim_start_matches("http://").to_string(),
-            _dir: dir,
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(s) = self.server.take() {
-            s.shutdown().await;
-        }
-    }
 }
 
 #[derive(Debug)]

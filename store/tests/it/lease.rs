@@ -19,62 +19,11 @@ use tonic::transport::Channel;
 use tonic::{Code, Streaming};
 
 use crate::harness::{
-    channel, cluster, free_port, get, kv, leader_of, member_id_of, put, wait_ready, Member,
+    channel, cluster, get, kv, leader_of, member_id_of, put, wait_ready, Member, Solo,
 };
 
 pub fn phase(what: &str) {
     eprintln!("--- {what}");
-}
-
-/// A single member in this process, with short Raft timeouts (minimum lease TTL: 1 s).
-pub struct Solo {
-    server: Option<cairn_store::Server>,
-    pub endpoint: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Solo {
-    pub async fn start() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let client = format!("http://127.0.0.1:{}", free_port());
-        let peer = format!("http://127.0.0.1:{}", free_port());
-        let args = [
-            "cairn-store",
-            "--name",
-            "solo",
-            "--data-dir",
-            dir.path().to_str().expect("utf-8"),
-            "--listen-client-urls",
-            &client,
-            "--advertise-client-urls",
-            &client,
-            "--listen-peer-urls",
-            &peer,
-            "--initial-advertise-peer-urls",
-            &peer,
-            "--initial-cluster",
-            &format!("solo={peer}"),
-            "--heartbeat-interval",
-            "50",
-            "--election-timeout",
-            "500",
-        ];
-        let cfg =
-            cairn_store::Config::parse_args(args.iter().map(|s| s.to_string())).expect("flags");
-        let server = cairn_store::start(cfg).await.expect("start");
-        wait_ready(&client, Duration::from_secs(10)).await;
-        Self {
-            server: Some(server),
-            endpoint: client,
-            _dir: dir,
-        }
-    }
-
-    pub async fn stop(mut self) {
-        if let Some(s) = self.server.take() {
-            s.shutdown().await;
-        }
-    }
 }
 
 pub async fn lease_client(endpoint: &str) -> LeaseClient<Channel> {
@@ -208,7 +157,7 @@ pub fn keep_alive_in_background(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grant_revoke_time_to_live_and_list_follow_etcd() {
-    let s = Solo::start().await;
+    let s = Solo::start(&[]).await;
     let mut leases = lease_client(&s.endpoint).await;
     let mut kv = kv(&s.endpoint).await;
 
@@ -381,7 +330,7 @@ async fn grant_revoke_time_to_live_and_list_follow_etcd() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keep_alive_extends_and_expiry_deletes_keys() {
-    let s = Solo::start().await;
+    let s = Solo::start(&[]).await;
     let mut leases = lease_client(&s.endpoint).await;
     let mut kv = kv(&s.endpoint).await;
 
@@ -447,7 +396,7 @@ async fn keep_alive_extends_and_expiry_deletes_keys() {
 /// writes go on while the revocations are paced out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mass_expiry_is_paced_and_writes_go_on() {
-    let s = Solo::start().await;
+    let s = Solo::start(&[]).await;
     let n = 1500usize;
 
     phase("grant 1500 one-second leases, each with a key");

@@ -12,56 +12,7 @@ use cairn_proto::etcdserverpb::{
 use tonic::transport::Channel;
 use tonic::Code;
 
-use crate::harness::{free_port, get, kv, put, wait_ready};
-
-struct InProcess {
-    server: Option<cairn_store::Server>,
-    endpoint: String,
-    _dir: tempfile::TempDir,
-}
-
-impl InProcess {
-    async fn start(extra: &[&str]) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let client = format!("http://127.0.0.1:{}", free_port());
-        let peer = format!("http://127.0.0.1:{}", free_port());
-        let mut args: Vec<String> = [
-            "cairn-store",
-            "--name",
-            "solo",
-            "--data-dir",
-            dir.path().to_str().expect("utf-8"),
-            "--listen-client-urls",
-            &client,
-            "--advertise-client-urls",
-            &client,
-            "--listen-peer-urls",
-            &peer,
-            "--initial-advertise-peer-urls",
-            &peer,
-            "--initial-cluster",
-            &format!("solo={peer}"),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let cfg = cairn_store::Config::parse_args(args).expect("flags");
-        let server = cairn_store::start(cfg).await.expect("start");
-        wait_ready(&client, std::time::Duration::from_secs(10)).await;
-        Self {
-            server: Some(server),
-            endpoint: client,
-            _dir: dir,
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(s) = self.server.take() {
-            s.shutdown().await;
-        }
-    }
-}
+use crate::harness::{get, kv, put, Solo as InProcess};
 
 fn rev_of<T>(h: &Option<cairn_proto::etcdserverpb::ResponseHeader>, _: &T) -> i64 {
     h.as_ref().expect("header").revision

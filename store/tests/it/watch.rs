@@ -24,68 +24,15 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 use tonic::Streaming;
 
-use crate::harness::{channel, cluster, free_port, kv, leader_of, member_id_of, put, wait_ready};
+use crate::harness::{channel, cluster, kv, leader_of, member_id_of, put, wait_ready, Solo};
 
 fn phase(what: &str) {
     eprintln!("--- {what}");
 }
 
-/// A single member in this process; its watch hub is reachable for assertions.
-struct Solo {
-    server: Option<cairn_store::Server>,
-    endpoint: String,
-    _dir: tempfile::TempDir,
-}
-
 impl Solo {
-    async fn start(extra: &[&str]) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let client = format!("http://127.0.0.1:{}", free_port());
-        let peer = format!("http://127.0.0.1:{}", free_port());
-        let mut args: Vec<String> = [
-            "cairn-store",
-            "--name",
-            "solo",
-            "--data-dir",
-            dir.path().to_str().expect("utf-8"),
-            "--listen-client-urls",
-            &client,
-            "--advertise-client-urls",
-            &client,
-            "--listen-peer-urls",
-            &peer,
-            "--initial-advertise-peer-urls",
-            &peer,
-            "--initial-cluster",
-            &format!("solo={peer}"),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let cfg = cairn_store::Config::parse_args(args).expect("flags");
-        let server = cairn_store::start(cfg).await.expect("start");
-        wait_ready(&client, Duration::from_secs(10)).await;
-        Solo {
-            server: Some(server),
-            endpoint: client,
-            _dir: dir,
-        }
-    }
-
     fn hub(&self) -> std::sync::Arc<cairn_store::watch::WatchHub> {
-        self.server
-            .as_ref()
-            .expect("running")
-            .node
-            .watch_hub
-            .clone()
-    }
-
-    async fn stop(mut self) {
-        if let Some(s) = self.server.take() {
-            s.shutdown().await;
-        }
+        self.node().watch_hub.clone()
     }
 }
 
