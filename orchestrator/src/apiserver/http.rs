@@ -5,7 +5,7 @@ use std::convert::Infallible;
 
 use bytes::Bytes;
 use http::{header, HeaderMap, Response, StatusCode};
-use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited};
+use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use serde_json::Value;
 
 use super::status::ApiError;
@@ -15,6 +15,8 @@ pub type Body = BoxBody<Bytes, Infallible>;
 
 /// Largest request body accepted (kube-apiserver's limit for JSON bodies is 3 MiB).
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
+/// How much of an oversized body is read and thrown away before answering 413.
+pub const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
 
 pub fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into()).boxed()
@@ -43,14 +45,31 @@ pub fn text(code: u16, content_type: &str, body: impl Into<Bytes>) -> Response<B
 }
 
 /// Reads the whole request body, refusing more than [`MAX_BODY`] bytes.
-pub async fn read_body(body: hyper::body::Incoming) -> Result<Bytes, ApiError> {
-    match Limited::new(body, MAX_BODY).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::TooLarge(MAX_BODY)),
-        Err(e) => Err(ApiError::BadRequest(format!(
-            "reading the request body: {e}"
-        ))),
+///
+/// An oversized body is still read to its end (up to [`DRAIN_LIMIT`]) and discarded before
+/// the 413 goes out: answering while the client is still sending makes the connection close
+/// under it, and the client then sees a broken pipe instead of the answer.
+pub async fn read_body(mut body: hyper::body::Incoming) -> Result<Bytes, ApiError> {
+    let mut buf = bytes::BytesMut::new();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| ApiError::BadRequest(format!("reading the request body: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        total += data.len();
+        if total > DRAIN_LIMIT {
+            break;
+        }
+        if total <= MAX_BODY {
+            buf.extend_from_slice(&data);
+        }
     }
+    if total > MAX_BODY {
+        return Err(ApiError::TooLarge(MAX_BODY));
+    }
+    Ok(buf.freeze())
 }
 
 /// Parses a JSON object body; anything else is a 400 as kube-apiserver's decoder reports it.
