@@ -143,6 +143,12 @@ pub async fn start(cfg: Config) -> anyhow::Result<Server> {
         max_in_snapshot_log_to_keep: cfg.experimental_snapshot_catchup_entries,
         max_payload_entries: 1024,
         enable_pre_vote: Some(true),
+        // A restarted leader must win an election like any member (etcd's behaviour): its
+        // state machine may be behind what it acknowledged (non-durable redb commits, committed
+        // id not persisted), and restoring leadership without a vote would serve stale reads —
+        // found by the fault suite (seed 1: a read after kill -9 of the leader saw an older
+        // value than an acknowledged write).
+        enable_leader_restore: Some(false),
         ..Default::default()
     }
     .validate()
