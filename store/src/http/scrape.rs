@@ -20,7 +20,7 @@ pub fn render(state: &HttpState) -> String {
     let m = &state.metrics;
     let mut e = Exposition::default();
 
-    let (leader, committed, applied, is_learner) = node.with_metrics(|r| {
+    let (leader, committed, raft_applied, is_learner) = node.with_metrics(|r| {
         (
             r.current_leader,
             r.cluster_committed.as_ref().map_or(0, |l| l.index),
@@ -31,6 +31,10 @@ pub fn render(state: &HttpState) -> String {
                 .any(|id| id == node.id),
         )
     });
+    // The state machine publishes its applied index before answering clients; openraft's
+    // metric follows a moment later. The larger of the two is never behind an answer.
+    let applied = raft_applied.max(*node.applied.borrow());
+    let committed = committed.max(applied);
     e.single(
         "etcd_server_has_leader",
         "Whether or not a leader exists. 1 is existence, 0 is not.",
