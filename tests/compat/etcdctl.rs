@@ -4,7 +4,8 @@ use std::process::Command;
 
 use crate::harness::{have, Cairn};
 
-fn etcdctl(endpoint: &str, args: &[&str]) -> (bool, String) {
+/// Runs etcdctl (API v3) against `endpoint`; (exit success, stdout + stderr).
+pub(crate) fn etcdctl(endpoint: &str, args: &[&str]) -> (bool, String) {
     let out = Command::new("etcdctl")
         .env("ETCDCTL_API", "3")
         .arg("--endpoints")

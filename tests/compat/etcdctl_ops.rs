@@ -1,24 +1,7 @@
 //! Operator flows with the real `etcdctl`: backups, health and consistency checks.
 
-use std::process::Command;
-
+use crate::etcdctl::etcdctl;
 use crate::harness::{have, Cairn};
-
-fn etcdctl(endpoint: &str, args: &[&str]) -> (bool, String) {
-    let out = Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .arg("--endpoints")
-        .arg(endpoint)
-        .args(args)
-        .output()
-        .expect("run etcdctl");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcdctl_snapshot_save_hashkv_and_health() {

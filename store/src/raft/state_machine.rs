@@ -145,38 +145,6 @@ impl StateMachine {
             None => Ok(StoredMembership::default()),
         }
     }
-
-    /// Makes every commit so far durable.
-    pub fn checkpoint(&mut self) -> io::Result<()> {
-        let batch = self.mvcc.begin().map_err(io_err)?;
-        batch.commit(true).map_err(io_err)?;
-        self.since_durable = 0;
-        self.last_durable = Instant::now();
-        Ok(())
-    }
-
-    fn snapshot_now(&mut self) -> io::Result<SnapshotImage> {
-        self.checkpoint()?;
-        let snap = self.mvcc.snapshot().map_err(io_err)?;
-        // The applied id and membership come from the image's own meta, so they describe
-        // exactly the state the image holds even while entries keep being applied.
-        let last_log_id = match snap.info.meta.get(META_APPLIED) {
-            Some(b) => codec::decode_opt_log_id(b)?,
-            None => None,
-        };
-        let last_membership = match snap.info.meta.get(META_MEMBERSHIP) {
-            Some(b) => Reader::new(b).stored_membership()?,
-            None => StoredMembership::default(),
-        };
-        let image = snap.image;
-        Ok(Snapshot {
-            meta: SnapshotMeta {
-                last_log_id,
-                last_membership,
-            },
-            snapshot: image,
-        })
-    }
 }
 
 impl StateMachine {
@@ -290,6 +258,29 @@ impl StateMachine {
     }
 }
 
+/// A snapshot of the store after a durable commit (openraft purges the log behind it).
+/// The applied id and membership come from the image's own meta, so they describe exactly
+/// the state the image holds even while entries keep being applied.
+fn durable_snapshot(mvcc: &Mvcc) -> io::Result<SnapshotImage> {
+    mvcc.begin().and_then(|b| b.commit(true)).map_err(io_err)?;
+    let snap = mvcc.snapshot().map_err(io_err)?;
+    let last_log_id = match snap.info.meta.get(META_APPLIED) {
+        Some(b) => codec::decode_opt_log_id(b)?,
+        None => None,
+    };
+    let last_membership = match snap.info.meta.get(META_MEMBERSHIP) {
+        Some(b) => Reader::new(b).stored_membership()?,
+        None => StoredMembership::default(),
+    };
+    Ok(Snapshot {
+        meta: SnapshotMeta {
+            last_log_id,
+            last_membership,
+        },
+        snapshot: snap.image,
+    })
+}
+
 /// The name and client URLs a member published, if it has.
 pub fn published_member(mvcc: &Mvcc, id: u64) -> Option<(String, Vec<String>)> {
     let raw = mvcc
@@ -376,7 +367,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         if self.read_applied()?.is_none() {
             return Ok(None);
         }
-        Ok(Some(self.snapshot_now()?))
+        let snapshot = durable_snapshot(&self.mvcc)?;
+        self.since_durable = 0;
+        self.last_durable = Instant::now();
+        Ok(Some(snapshot))
     }
 }
 
@@ -389,17 +383,6 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     type SnapshotData = Vec<u8>;
 
     async fn build_snapshot(&mut self) -> Result<SnapshotImage, io::Error> {
-        let (tx, _rx) = watch::channel(0);
-        let mut sm = StateMachine {
-            mvcc: self.mvcc.clone(),
-            applied_tx: tx,
-            lessor: None,
-            watch_hub: None,
-            alarms: None,
-            metrics: None,
-            since_durable: 0,
-            last_durable: Instant::now(),
-        };
-        sm.snapshot_now()
+        durable_snapshot(&self.mvcc)
     }
 }
