@@ -10,6 +10,7 @@ async fn etcdctl_snapshot_save_hashkv_and_health() {
     }
     let cairn = Cairn::start().await;
     let ep = cairn.endpoint.trim_start_matches("http://").to_string();
+    let url = cairn.endpoint.clone();
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("backup.db");
     let file_arg = file.to_str().expect("utf-8").to_string();
@@ -27,6 +28,17 @@ async fn etcdctl_snapshot_save_hashkv_and_health() {
         assert!(ok && text.contains("\"hash\""), "{text}");
         let (ok, text) = etcdctl(&ep, &["endpoint", "health"]);
         assert!(ok && text.contains("is healthy"), "{text}");
+        // Written with its scheme, the endpoint reaches the member as the HTTP/2 authority;
+        // `--cluster` always dials the members' advertised URLs that way.
+        for args in [
+            &["endpoint", "status"][..],
+            &["endpoint", "hashkv"],
+            &["endpoint", "status", "--cluster"],
+            &["endpoint", "hashkv", "--cluster"],
+        ] {
+            let (ok, text) = etcdctl(&url, args);
+            assert!(ok && text.contains(&url), "{args:?}: {text}");
+        }
     })
     .await
     .expect("etcdctl steps");

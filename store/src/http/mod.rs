@@ -12,6 +12,7 @@
 //! [`ClientLayer`] sits in front of the tonic router, sends gRPC on to it (counting each call
 //! for `grpc_server_*`) and serves the rest itself.
 
+pub mod authority;
 pub mod gateway;
 pub mod health;
 pub mod json;
@@ -279,8 +280,11 @@ pub fn serve_client(
     tokio::spawn(async move {
         // The builder's tcp_nodelay does not reach sockets accepted here; without it Nagle's
         // algorithm holds a response's trailers back until the client's delayed ACK (~40 ms).
-        let incoming =
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        // Every connection gets its `:authority` repaired if a client sent a URL there.
+        let incoming = tokio_stream::StreamExt::map(
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            |conn| conn.map(authority::AuthorityFix::new),
+        );
         let signal = async move {
             let _ = stop.wait_for(|s| *s).await;
         };
