@@ -12,6 +12,7 @@
 
 mod election;
 mod harness;
+mod hostile;
 mod http;
 mod lease;
 mod membership;
