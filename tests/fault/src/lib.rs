@@ -10,15 +10,20 @@
 //! - [`workload`]: concurrent clients recording every operation (register, list-append);
 //! - [`linearizability`]: a Wing & Gong / porcupine-style checker for register histories;
 //! - [`append_check`]: lost / duplicated / reordered / phantom / non-atomic appends;
+//! - [`watch_check`]: watchers across faults: no gap, no duplicate, identical sequences,
+//!   replaying to the final state;
+//! - [`lease_check`]: kept-alive leases never lose their keys; abandoned ones expire;
 //! - [`run`]: one run end to end, producing a [`run::Report`];
 //! - [`rng`]: the seeded PRNG everything derives from.
 
 pub mod append_check;
 pub mod binary;
 pub mod cluster;
+pub mod lease_check;
 pub mod linearizability;
 pub mod nemesis;
 pub mod proxy;
 pub mod rng;
 pub mod run;
+pub mod watch_check;
 pub mod workload;

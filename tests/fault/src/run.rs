@@ -1,5 +1,6 @@
-//! One fault run: a 3-member cluster, register and list-append clients on every member, the
-//! seed's fault schedule, then — with the cluster healed — final reads and every check.
+//! One fault run: a 3-member cluster, register, list-append, watch and lease clients on every
+//! member, the seed's fault schedule, then — with the cluster healed — final reads and every
+//! check.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
@@ -15,6 +16,7 @@ use crate::cluster::{lazy_channel, Cluster};
 use crate::linearizability::{self, Output, Verdict};
 use crate::nemesis::{self, Schedule};
 use crate::workload::{self, RegisterLog};
+use crate::{lease_check, watch_check};
 
 #[derive(Debug, Clone)]
 pub struct RunConfig {
@@ -25,6 +27,10 @@ pub struct RunConfig {
     pub register_keys: usize,
     pub append_clients: usize,
     pub list_keys: usize,
+    /// Watchers of the whole key space from revision 1.
+    pub watchers: usize,
+    /// Clients keeping a lease with an attached key alive.
+    pub lease_clients: usize,
 }
 
 impl RunConfig {
@@ -37,6 +43,8 @@ impl RunConfig {
             register_keys: 4,
             append_clients: 3,
             list_keys: 4,
+            watchers: 3,
+            lease_clients: 2,
         }
     }
 }
@@ -121,6 +129,30 @@ pub async fn run(cfg: RunConfig) -> Report {
         )));
     }
 
+    let (target_tx, target_rx) = tokio::sync::watch::channel(0i64);
+    let (give_up_tx, give_up_rx) = tokio::sync::watch::channel(false);
+    let shared_endpoints = Arc::new(endpoints.clone());
+    let watchers: Vec<_> = (0..cfg.watchers)
+        .map(|w| {
+            tokio::spawn(watch_check::watcher(
+                w,
+                Arc::clone(&shared_endpoints),
+                target_rx.clone(),
+                give_up_rx.clone(),
+            ))
+        })
+        .collect();
+    let lease_clients: Vec<_> = (0..cfg.lease_clients)
+        .map(|l| {
+            tokio::spawn(lease_check::lease_client(
+                l,
+                Arc::clone(&shared_endpoints),
+                start,
+                Arc::clone(&stop),
+            ))
+        })
+        .collect();
+
     let fault_log = nemesis::run(&schedule, &mut cluster, start).await;
     // Liveness after healing: every member serves linearizable reads again.
     for i in 0..cluster.members.len() {
@@ -154,7 +186,50 @@ pub async fn run(cfg: RunConfig) -> Report {
     )
     .await;
 
+    let mut leases = Vec::new();
+    for h in lease_clients {
+        leases.push(h.await.expect("lease client"));
+    }
+    // Every watcher must reach the final revision; then the state it replays is compared
+    // with the state read at that revision.
+    let _ = target_tx.send(final_revision);
+    let give_up = tokio::spawn(async move {
+        tokio::time::sleep(RECOVERY).await;
+        let _ = give_up_tx.send(true);
+    });
+    let mut watch_logs = Vec::new();
+    for h in watchers {
+        watch_logs.push(h.await.expect("watcher"));
+    }
+    give_up.abort();
+    let final_state = watch_check::state_at(&endpoints[0], final_revision, RECOVERY).await;
+    let acked: Vec<watch_check::AckedWrite> = reg
+        .facts
+        .iter()
+        .filter(|f| f.acknowledged_write)
+        .map(|f| watch_check::AckedWrite {
+            revision: f.revision,
+            key: workload::register_key(f.key),
+            value: f.value.to_string().into_bytes(),
+        })
+        .collect();
+
     let mut anomalies = Vec::new();
+    anomalies.extend(watch_check::check(
+        &watch_logs,
+        final_revision,
+        &final_state,
+        &acked,
+    ));
+    anomalies.extend(leases.iter().flat_map(|l| l.problems.clone()));
+    anomalies.extend(
+        lease_check::expired_keys_vanish(
+            &endpoints[2 % endpoints.len()],
+            &leases,
+            Duration::from_secs(lease_check::TTL as u64 + 10),
+        )
+        .await,
+    );
     let t = Instant::now();
     for verdict in linearizability::check(&reg.ops) {
         match verdict {
@@ -175,7 +250,26 @@ pub async fn run(cfg: RunConfig) -> Report {
     anomalies.extend(revision_anomalies(&reg, &app));
     anomalies.extend(hash_anomalies(&cluster, final_revision).await);
 
-    let summary = summarize(&reg, &app, &lists, check_time);
+    let mut summary = summarize(&reg, &app, &lists, check_time);
+    let _ = write!(
+        summary,
+        "; watch: {} watchers saw {:?} events with {:?} reconnects up to revision \
+         {final_revision}; lease: {} generations ({} abandoned), {} keep-alives, {} reads",
+        watch_logs.len(),
+        watch_logs
+            .iter()
+            .map(|l| l.events.len())
+            .collect::<Vec<_>>(),
+        watch_logs.iter().map(|l| l.reconnects).collect::<Vec<_>>(),
+        leases.iter().map(|l| l.generations.len()).sum::<usize>(),
+        leases
+            .iter()
+            .flat_map(|l| &l.generations)
+            .filter(|g| g.abandoned)
+            .count(),
+        leases.iter().map(|l| l.keepalives).sum::<usize>(),
+        leases.iter().map(|l| l.reads).sum::<usize>(),
+    );
     let kept = (!anomalies.is_empty()).then(|| cluster.keep_dir());
     eprintln!("cairn-fault: seed {}: {summary}", cfg.seed);
     Report {

@@ -10,17 +10,17 @@ use cairn_fault::run::{run, RunConfig};
 
 /// Kill, pause, isolate, mute and delay — the generated mix for seed 1.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn seed_1_register_and_append_stay_correct_under_faults() {
+async fn seed_1_every_workload_stays_correct_under_faults() {
     run(RunConfig::ci(1)).await.assert_clean();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn seed_2_register_and_append_stay_correct_under_faults() {
+async fn seed_2_every_workload_stays_correct_under_faults() {
     run(RunConfig::ci(2)).await.assert_clean();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn seed_3_register_and_append_stay_correct_under_faults() {
+async fn seed_3_every_workload_stays_correct_under_faults() {
     run(RunConfig::ci(3)).await.assert_clean();
 }
 
