@@ -13,9 +13,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cairn_proto::etcdserverpb::cluster_client::ClusterClient;
 use cairn_proto::etcdserverpb::kv_client::KvClient;
 use cairn_proto::etcdserverpb::maintenance_client::MaintenanceClient;
-use cairn_proto::etcdserverpb::{RangeRequest, StatusRequest};
+use cairn_proto::etcdserverpb::{
+    MemberAddRequest, MemberListRequest, MemberRemoveRequest, RangeRequest, StatusRequest,
+};
 use tokio::task::JoinHandle;
 use tonic::transport::{Channel, Endpoint};
 
@@ -38,6 +41,9 @@ pub struct Member {
     pub id: u64,
     child: Option<Child>,
     paused: bool,
+    /// Joins a running cluster (`--initial-cluster-state existing`): set once the member was
+    /// replaced by a fresh one.
+    joins_existing: bool,
 }
 
 impl Member {
@@ -91,6 +97,7 @@ impl Cluster {
                 id: 0,
                 child: None,
                 paused: false,
+                joins_existing: false,
             });
         }
         let spec = members
@@ -154,6 +161,8 @@ impl Cluster {
                 &self.spec,
                 "--initial-cluster-token",
                 "fault-cluster",
+                "--initial-cluster-state",
+                if m.joins_existing { "existing" } else { "new" },
                 "--heartbeat-interval",
                 &HEARTBEAT_MS.to_string(),
                 "--election-timeout",
@@ -221,6 +230,81 @@ impl Cluster {
             .is_ok_and(|s| s.success());
         assert!(ok, "kill {sig} {}", self.members[i].name);
         self.members[i].paused = paused;
+    }
+
+    /// Replaces member `i` by a fresh one, as an operator replaces a dead member: remove it
+    /// (through another member), kill it and wipe its data, add it back under a new id, start
+    /// it with `--initial-cluster-state existing`. Membership calls are retried through the
+    /// other members until `within`; returns what happened, for the fault log.
+    pub async fn replace(&mut self, i: usize, within: Duration) -> Result<String, String> {
+        let deadline = Instant::now() + within;
+        let others: Vec<String> = (0..self.members.len())
+            .filter(|o| *o != i)
+            .map(|o| self.members[o].client_url.clone())
+            .collect();
+        let old_id = self.members[i].id;
+        let mut attempt = 0;
+        loop {
+            let url = &others[attempt % others.len()];
+            attempt += 1;
+            let mut c = ClusterClient::new(lazy_channel(url));
+            let r = tokio::time::timeout(
+                Duration::from_secs(3),
+                c.member_remove(MemberRemoveRequest { id: old_id }),
+            )
+            .await;
+            match r {
+                Ok(Ok(_)) => break,
+                // An earlier attempt whose answer was lost did it.
+                Ok(Err(e)) if e.message().contains("member not found") => break,
+                _ if Instant::now() >= deadline => {
+                    return Err(format!("removing m{i} ({old_id:x}) never succeeded"))
+                }
+                _ => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+        self.kill(i);
+        let _ = std::fs::remove_dir_all(&self.members[i].data_dir);
+        let peer_urls = vec![self.members[i].proxy_url.clone()];
+        let new_id = loop {
+            let url = &others[attempt % others.len()];
+            attempt += 1;
+            let mut c = ClusterClient::new(lazy_channel(url));
+            let add = MemberAddRequest {
+                peer_ur_ls: peer_urls.clone(),
+                is_learner: false,
+            };
+            let r = tokio::time::timeout(Duration::from_secs(3), c.member_add(add)).await;
+            match r {
+                Ok(Ok(resp)) => break resp.into_inner().member.map_or(0, |m| m.id),
+                Ok(Err(e)) if e.message().contains("Peer URLs already exists") => {
+                    let list = c
+                        .member_list(MemberListRequest { linearizable: true })
+                        .await;
+                    if let Ok(list) = list {
+                        if let Some(m) = list
+                            .into_inner()
+                            .members
+                            .into_iter()
+                            .find(|m| m.peer_ur_ls == peer_urls)
+                        {
+                            break m.id;
+                        }
+                    }
+                }
+                _ => {}
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("adding m{i} back never succeeded"));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        self.members[i].id = new_id;
+        self.members[i].joins_existing = true;
+        self.spawn(i);
+        Ok(format!(
+            "m{i} removed as {old_id:x}, wiped, added back as {new_id:x}"
+        ))
     }
 
     /// Every member running and unpaused, every link restored.

@@ -30,6 +30,8 @@ pub enum Fault {
     MuteOutbound(Target),
     /// Every link slowed down by this many milliseconds.
     Delay(u64),
+    /// Remove the target from the cluster, wipe its data, add it back as a new member.
+    Replace(Target),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,11 +61,12 @@ impl Schedule {
             } else {
                 Target::Member(rng.below(members as u64) as usize)
             };
-            let fault = match rng.below(5) {
+            let fault = match rng.below(6) {
                 0 => Fault::Kill(target),
                 1 => Fault::Pause(target),
                 2 => Fault::Isolate(target),
                 3 => Fault::MuteOutbound(target),
+                4 => Fault::Replace(target),
                 _ => Fault::Delay(rng.between(5, 60)),
             };
             let gap = Duration::from_millis(rng.between(300, 1500));
@@ -92,6 +95,7 @@ impl fmt::Display for Fault {
             Fault::Isolate(t) => write!(f, "isolate {t}"),
             Fault::MuteOutbound(t) => write!(f, "cut {t}'s outbound links"),
             Fault::Delay(ms) => write!(f, "delay every link {ms}ms"),
+            Fault::Replace(t) => write!(f, "replace {t} by a fresh member"),
         }
     }
 }
@@ -131,7 +135,8 @@ pub async fn run(schedule: &Schedule, cluster: &mut Cluster, start: Instant) -> 
             Fault::Kill(Target::Leader)
             | Fault::Pause(Target::Leader)
             | Fault::Isolate(Target::Leader)
-            | Fault::MuteOutbound(Target::Leader) => cluster.leader().await,
+            | Fault::MuteOutbound(Target::Leader)
+            | Fault::Replace(Target::Leader) => cluster.leader().await,
             _ => None,
         };
         match step.fault {
@@ -168,6 +173,16 @@ pub async fn run(schedule: &Schedule, cluster: &mut Cluster, start: Instant) -> 
                 tokio::time::sleep(step.hold).await;
                 note(format!("heal m{i}'s outbound links"));
                 cluster.net.heal();
+            }
+            Fault::Replace(t) => {
+                let i = resolve(t, leader);
+                note(format!("replace m{i} ({t})"));
+                match cluster.replace(i, Duration::from_secs(30)).await {
+                    Ok(what) => note(what),
+                    Err(why) => note(format!("replace m{i} gave up: {why}")),
+                }
+                // The new member catches up while the workloads go on.
+                tokio::time::sleep(step.hold).await;
             }
             Fault::Delay(ms) => {
                 note(format!("delay every link {ms}ms"));
