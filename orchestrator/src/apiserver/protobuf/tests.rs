@@ -587,3 +587,63 @@ fn content_types() {
     ));
     assert!(!is_protobuf("application/json"));
 }
+
+/// Bodies captured from kubectl v1.32 (`kubectl create deployment dep1 --image=nginx --port=80
+/// --replicas=0` and `kubectl create service nodeport np1 --tcp=80:http`), each decoded into
+/// what the same kubectl prints for it with `--dry-run=client -o json`.
+#[test]
+fn bodies_captured_from_kubectl_decode_to_its_own_json() {
+    let hex = |text: &str| -> Vec<u8> {
+        (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+            .collect()
+    };
+    let deployment = hex(concat!(
+        "6b3873000a150a07617070732f7631120a4465706c6f796d656e7412bc010a210a046465703112001a0022002a",
+        "003200380042005a0b0a036170701204646570311288010800120d0a0b0a036170701204646570311a6d0a1d",
+        "0a0012001a0022002a003200380042005a0b0a03617070120464657031124c122e0a056e67696e7812056e67",
+        "696e782a00320a0a001000185022002a0042006a007200800100880100900100a201001a0032004200",
+        "4a0052005800600068008201008a01009a0100c2010022020a00280038001a0c0800100018002000280038",
+        "001a002200",
+    ));
+    assert_eq!(
+        decode(&deployment, "", "").unwrap(),
+        json!({
+            "kind": "Deployment", "apiVersion": "apps/v1",
+            "metadata": {"name": "dep1", "creationTimestamp": null, "labels": {"app": "dep1"}},
+            "spec": {
+                "replicas": 0,
+                "selector": {"matchLabels": {"app": "dep1"}},
+                "template": {
+                    "metadata": {"creationTimestamp": null, "labels": {"app": "dep1"}},
+                    "spec": {"containers": [{
+                        "name": "nginx", "image": "nginx",
+                        "ports": [{"containerPort": 80}], "resources": {},
+                    }]},
+                },
+                "strategy": {},
+            },
+            "status": {},
+        })
+    );
+    let service = hex(concat!(
+        "6b3873000a0d0a027631120753657276696365126b0a1f0a036e703112001a0022002a003200380042005a0a",
+        "0a0361707012036e703112440a1e0a0738302d6874747012035443501850220a080110001a046874747028",
+        "00120a0a0361707012036e70311a0022084e6f6465506f72743a00420052005a00600068001a020a001a00",
+        "2200",
+    ));
+    assert_eq!(
+        decode(&service, "", "").unwrap(),
+        json!({
+            "kind": "Service", "apiVersion": "v1",
+            "metadata": {"name": "np1", "creationTimestamp": null, "labels": {"app": "np1"}},
+            "spec": {
+                "ports": [{"name": "80-http", "protocol": "TCP", "port": 80, "targetPort": "http"}],
+                "selector": {"app": "np1"},
+                "type": "NodePort",
+            },
+            "status": {"loadBalancer": {}},
+        })
+    );
+}
