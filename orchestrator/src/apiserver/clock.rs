@@ -39,6 +39,13 @@ pub fn format_rfc3339(secs: i64) -> String {
     )
 }
 
+/// Seconds and microseconds since the Unix epoch as `2006-01-02T15:04:05.000000Z` (Kubernetes'
+/// `MicroTime`).
+pub fn format_rfc3339_micro(secs: i64, micros: u32) -> String {
+    let whole = format_rfc3339(secs);
+    format!("{}.{micros:06}Z", &whole[..whole.len() - 1])
+}
+
 /// Parses `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)` to Unix seconds.
 pub fn parse_rfc3339(s: &str) -> Option<i64> {
     let b = s.as_bytes();

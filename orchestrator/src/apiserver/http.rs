@@ -1,5 +1,6 @@
 //! HTTP plumbing shared by the handlers: the response body type, JSON responses, reading request
-//! bodies under Kubernetes' size limit, and `Accept` negotiation for server-side Tables.
+//! bodies under Kubernetes' size limit in JSON or protobuf, and `Accept` negotiation for
+//! server-side Tables.
 
 use std::convert::Infallible;
 
@@ -8,6 +9,7 @@ use http::{header, HeaderMap, Response, StatusCode};
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use serde_json::Value;
 
+use super::protobuf;
 use super::status::ApiError;
 
 /// Every response body: a full buffer, or a stream for watches.
@@ -87,14 +89,43 @@ pub fn parse_object(body: &[u8]) -> Result<Value, ApiError> {
     Ok(v)
 }
 
-/// Bodies are JSON only: Kubernetes' protobuf, CBOR and YAML encodings are refused with 415
-/// (client-go then retries in JSON where it supports fallback).
-pub fn require_json(content_type: &str) -> Result<(), ApiError> {
+/// How a request body is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyEncoding {
+    Json,
+    /// Kubernetes' protobuf envelope (`application/vnd.kubernetes.protobuf`), see `protobuf.rs`.
+    Protobuf,
+}
+
+/// Bodies are JSON or Kubernetes' protobuf; CBOR and YAML are refused with 415 (client-go then
+/// retries in JSON where it supports fallback).
+pub fn body_encoding(content_type: &str) -> Result<BodyEncoding, ApiError> {
     let mime = content_type.split(';').next().unwrap_or("").trim();
     if mime.is_empty() || mime == "application/json" || mime == "*/*" {
-        Ok(())
+        Ok(BodyEncoding::Json)
+    } else if protobuf::is_protobuf(mime) {
+        Ok(BodyEncoding::Protobuf)
     } else {
-        Err(ApiError::UnsupportedMediaType("application/json".into()))
+        Err(ApiError::UnsupportedMediaType(format!(
+            "application/json, {}",
+            protobuf::MEDIA_TYPE
+        )))
+    }
+}
+
+/// Reads an object body in either encoding as JSON. `api_version` and `kind` are the endpoint's,
+/// which a protobuf envelope that leaves them empty defaults to.
+pub fn parse_body(
+    encoding: BodyEncoding,
+    body: &[u8],
+    api_version: &str,
+    kind: &str,
+) -> Result<Value, ApiError> {
+    match encoding {
+        BodyEncoding::Json => parse_object(body),
+        BodyEncoding::Protobuf => {
+            protobuf::decode(body, api_version, kind).map_err(|e| e.to_api_error(kind, body))
+        }
     }
 }
 

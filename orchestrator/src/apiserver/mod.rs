@@ -10,6 +10,7 @@
 //! - [`watch`]: watch streams from an etcd watch.
 //! - [`object`]: server-owned metadata, defaults, validation of stored objects.
 //! - [`patch`]: JSON patch, merge patch, strategic merge patch.
+//! - [`protobuf`]: Kubernetes' protobuf request bodies, read into the JSON a JSON client sends.
 //! - [`selector`]: label and field selectors.
 //! - [`table`]: server-side printing (meta.k8s.io/v1 Table).
 //! - [`storage`]: the etcd client (Txn compare-and-swap writes, ranges, watches).
@@ -25,6 +26,7 @@ pub mod names;
 pub mod object;
 pub mod openapi;
 pub mod patch;
+pub mod protobuf;
 pub mod query;
 pub mod resources;
 pub mod rest;

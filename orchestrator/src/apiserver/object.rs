@@ -359,6 +359,14 @@ pub fn set_defaults(def: &ResourceDef, obj: &mut Value) {
             if let Some(ports) = obj.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
                 for p in ports {
                     default_field(p, "/protocol", json!("TCP"));
+                    // A zero or empty targetPort means unset (Go clients write the zero
+                    // IntOrString as `0`), as in Kubernetes' SetDefaults_Service.
+                    if let Some(port) = p.as_object_mut() {
+                        if matches!(port.get("targetPort"), Some(t) if *t == json!(0) || *t == json!(""))
+                        {
+                            port.remove("targetPort");
+                        }
+                    }
                     if let Some(port) = p.get("port").cloned() {
                         default_field(p, "/targetPort", port);
                     }

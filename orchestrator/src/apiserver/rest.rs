@@ -10,7 +10,7 @@ use http::{header, HeaderMap, Method, Response};
 use hyper::body::Incoming;
 use serde_json::{json, Value};
 
-use super::http::{self as h, Body, Render};
+use super::http::{self as h, Body, BodyEncoding, Render};
 use super::object::{self, meta_str};
 use super::patch::{self, PatchKind};
 use super::query::{parse_resource_version, Query};
@@ -38,9 +38,11 @@ pub async fn handle(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if matches!(*method, Method::POST | Method::PUT) {
-        h::require_json(content_type)?;
-    }
+    let encoding = match *method {
+        Method::POST | Method::PUT => h::body_encoding(content_type)?,
+        // DELETE bodies (DeleteOptions) may come in either encoding; others were always JSON.
+        _ => h::body_encoding(content_type).unwrap_or(BodyEncoding::Json),
+    };
     match (&t.name, t.subresource.as_deref()) {
         (None, _) => match *method {
             Method::GET if q.flag("watch") => watch::serve(api, &t, q, render).await,
@@ -48,7 +50,7 @@ pub async fn handle(
             Method::POST if t.def.namespaced && t.namespace.is_none() => {
                 Err(ApiError::MethodNotAllowed)
             }
-            Method::POST => create(api, &t, q, &h::read_body(body).await?).await,
+            Method::POST => create(api, &t, q, encoding, &h::read_body(body).await?).await,
             _ => Err(ApiError::MethodNotAllowed),
         },
         (Some(name), sub) => {
@@ -60,7 +62,8 @@ pub async fn handle(
             match *method {
                 Method::GET => get(api, &t, name, q, render).await,
                 Method::PUT => {
-                    update(api, &t, name, q, &h::read_body(body).await?, status_only).await
+                    let body = h::read_body(body).await?;
+                    update(api, &t, name, q, encoding, &body, status_only).await
                 }
                 Method::PATCH => {
                     let ct = content_type;
@@ -82,7 +85,7 @@ pub async fn handle(
                     .await
                 }
                 Method::DELETE if !status_only => {
-                    delete(api, &t, name, q, &h::read_body(body).await?).await
+                    delete(api, &t, name, q, encoding, &h::read_body(body).await?).await
                 }
                 _ => Err(ApiError::MethodNotAllowed),
             }
@@ -305,10 +308,11 @@ async fn create(
     api: &ApiServer,
     t: &Target,
     q: &Query,
+    encoding: BodyEncoding,
     body: &[u8],
 ) -> Result<Response<Body>, ApiError> {
     let dry_run = q.dry_run()?;
-    let mut obj = h::parse_object(body)?;
+    let mut obj = h::parse_body(encoding, body, &t.def.api_version(), t.def.kind)?;
     let name = object::prepare_create(t.def, t.namespace.as_deref(), &mut obj)?;
     let key = api.object_key(t.def, t.namespace.as_deref(), &name);
     // NamespaceLifecycle: the namespace must exist, checked in the same Txn as the write.
@@ -421,11 +425,12 @@ async fn update(
     t: &Target,
     name: &str,
     q: &Query,
+    encoding: BodyEncoding,
     body: &[u8],
     status_only: bool,
 ) -> Result<Response<Body>, ApiError> {
     let dry_run = q.dry_run()?;
-    let new = h::parse_object(body)?;
+    let new = h::parse_body(encoding, body, &t.def.api_version(), t.def.kind)?;
     object::check_type(t.def, &new)?;
     let obj = guaranteed_update(api, t, name, dry_run, status_only, |_| Ok(new.clone())).await?;
     Ok(h::json(200, &obj))
@@ -463,13 +468,14 @@ async fn delete(
     t: &Target,
     name: &str,
     q: &Query,
+    encoding: BodyEncoding,
     body: &[u8],
 ) -> Result<Response<Body>, ApiError> {
     let dry_run = q.dry_run()?;
     let options: Value = if body.is_empty() {
         json!({})
     } else {
-        h::parse_object(body)?
+        h::parse_body(encoding, body, &t.def.api_version(), "DeleteOptions")?
     };
     if let Some(p) = options
         .get("propagationPolicy")

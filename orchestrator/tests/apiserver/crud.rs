@@ -264,10 +264,18 @@ async fn bad_input(c: &Cluster) {
             .code,
         405
     );
+    // An empty protobuf envelope decodes (as in Kubernetes) to an empty ConfigMap: no name.
     let protobuf = api
         .call("POST", CMS, "application/vnd.kubernetes.protobuf", "k8s\0")
         .await;
-    assert_eq!(protobuf.code, 415);
+    assert_eq!(
+        (protobuf.code, protobuf.body["reason"].as_str()),
+        (422, Some("Invalid"))
+    );
+    let yaml = api
+        .call("POST", CMS, "application/yaml", "kind: ConfigMap")
+        .await;
+    assert_eq!(yaml.code, 415);
     let big = format!("{{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{{\"name\":\"big\"}},\"data\":{{\"k\":\"{}\"}}}}", "x".repeat(4 << 20));
     assert_eq!(
         api.call("POST", CMS, "application/json", &big).await.code,

@@ -336,9 +336,19 @@ impl Api {
         headers: &[(&str, &str)],
         body: &str,
     ) -> Reply {
-        let resp = self
-            .send(method, path, headers, Bytes::from(body.to_string()))
-            .await;
+        self.call_bytes(method, path, headers, Bytes::from(body.to_string()))
+            .await
+    }
+
+    /// One request with a binary body (protobuf).
+    pub async fn call_bytes(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Reply {
+        let resp = self.send(method, path, headers, body).await;
         let code = resp.status().as_u16();
         let bytes = resp.into_body().collect().await.expect("body").to_bytes();
         let body = serde_json::from_slice(&bytes)

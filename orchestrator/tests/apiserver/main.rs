@@ -1,11 +1,12 @@
 //! The apiserver end to end: in-process, on a free port, in front of cairn-store (in-process) and
 //! of a real etcd 3.4 (skipped loudly when not installed, unless CAIRN_REQUIRE_ETCD=1), through
-//! raw HTTP and through the real `kubectl` (skipped loudly when missing, unless
-//! CAIRN_REQUIRE_KUBECTL=1).
+//! raw HTTP (JSON and Kubernetes protobuf bodies) and through the real `kubectl` (skipped loudly
+//! when missing, unless CAIRN_REQUIRE_KUBECTL=1).
 
 mod crud;
 mod harness;
 mod kubectl;
+mod protobuf;
 mod watch;
 
 /// Declares one test per backend running `$scenario(&Cluster)`.
