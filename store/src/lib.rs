@@ -6,6 +6,7 @@
 //!   and Lock services, waiting on the watch hub;
 //! - [`compactor`]: automatic compaction (`--auto-compaction-*`), run by the leader;
 //! - [`config`]: etcd's command-line flags;
+//! - [`defrag`]: defragmenting the member's backend while it serves, its writes paused;
 //! - [`http`]: the HTTP side of the client port — `/health`, `/livez`, `/readyz`,
 //!   `/metrics` and etcd's JSON gateway (`/v3/...`) — and the `--listen-metrics-urls` server;
 //! - [`lessor`]: which leases exist and, on the leader, when they expire; keep-alives answered
@@ -30,6 +31,7 @@ pub mod backup;
 pub mod compactor;
 pub mod concurrency;
 pub mod config;
+pub mod defrag;
 pub mod http;
 pub mod lessor;
 pub mod metrics;

@@ -21,6 +21,7 @@ use tokio::sync::watch;
 use tonic::transport::Channel;
 
 use crate::alarms::Alarms;
+use crate::defrag::ApplyGate;
 use crate::metrics::Metrics;
 use crate::raft::codec::Reader;
 use crate::raft::command::encode_error;
@@ -63,6 +64,8 @@ pub struct Node {
     pub watch_hub: Arc<WatchHub>,
     /// The raised alarms, kept equal to the replicated set by the state machine.
     pub alarms: Arc<Alarms>,
+    /// Shared with the state machine: a defragmentation pauses its writes through it.
+    pub apply_gate: ApplyGate,
     /// When this member last heard from a leader (append entries or heartbeat), as
     /// milliseconds since `started`; a follower's evidence that it still has a leader.
     last_leader_contact: AtomicU64,
@@ -96,6 +99,7 @@ impl Node {
             watch_hub: Arc::new(WatchHub::new(mvcc.current_revision())),
             mvcc,
             alarms: Arc::new(Alarms::default()),
+            apply_gate: ApplyGate::default(),
             last_leader_contact: AtomicU64::new(0),
             started: Instant::now(),
             metrics: Arc::new(Metrics::default()),
@@ -132,6 +136,12 @@ impl Node {
             return Err(EtcdError::NoSpace);
         }
         Ok(())
+    }
+
+    /// Defragments under `gate`, which must be the one the state machine writes under.
+    pub fn with_apply_gate(mut self, gate: ApplyGate) -> Self {
+        self.apply_gate = gate;
+        self
     }
 
     /// Counts into `metrics`, the registry the member's `/metrics` renders.

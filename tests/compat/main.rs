@@ -8,14 +8,21 @@
 //!   compared;
 //! - `etcdctl_lease`: `etcdctl lease ...` side by side, `etcdctl elect` and `etcdctl lock`;
 //! - `etcdctl`: the real `etcdctl` binary against cairn-store (`etcdctl watch` included);
+//! - `etcdctl_ops`: backups, health and hash checks, and the NOSPACE recovery (`defrag`,
+//!   `alarm list/disarm`) side by side with etcd;
+//! - `etcdctl_cluster`: `member list/add/promote/remove` of a learner, `move-leader`,
+//!   `defrag` and `endpoint status/health/hashkv` on 3-member clusters of both, side by side
+//!   (`cluster` starts them);
 //! - `watch_side_by_side`: one watch stream doing the same things against etcd and
 //!   cairn-store, responses compared.
 //!
 //! They need etcd, etcdctl and (for the `etcd-client` crate's build) protoc; where etcd is
 //! missing a test says so and returns, unless CAIRN_REQUIRE_ETCD=1 (CI) makes it fail.
 
+mod cluster;
 mod etcd_client_crate;
 mod etcdctl;
+mod etcdctl_cluster;
 mod etcdctl_lease;
 mod etcdctl_ops;
 mod gateway_side_by_side;

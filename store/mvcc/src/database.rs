@@ -1,13 +1,24 @@
 //! [`Mvcc`]: the store handle — opening the redb file, reads (each in its own redb read
-//! transaction, concurrent with the writer), starting write batches, snapshots and hashes.
+//! transaction, concurrent with the writer), starting write batches, snapshots, hashes and
+//! defragmentation.
+//!
+//! The open file is held as an `Arc<Database>` that [`Mvcc::defragment`] replaces. Every
+//! transaction is begun on a clone of that `Arc` taken under a lock held only for the clone, so
+//! a reader that started on the old file finishes on it (it holds the same data), and a writer
+//! checks, once it holds redb's writer, that its file is still the current one.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use cairn_proto::etcdserverpb::{RangeRequest, RangeResponse};
-use redb::{Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable};
+use redb::{
+    Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction,
+};
 
 use crate::batch::WriteBatch;
+use crate::defrag::{self, DefragReport};
 use crate::error::MvccError;
 use crate::format::{
     decode_kv, Bytes, IndexKey, RevKey, FORMAT_VERSION, HISTORY, INDEX, LEASES, LEASE_KEYS, LIVE,
@@ -31,9 +42,12 @@ type ReadView<'v> = KvView<
 
 /// The MVCC key-value state machine. Share it behind an `Arc`: every method takes `&self`.
 pub struct Mvcc {
-    db: Database,
+    /// The open file; replaced only by [`Mvcc::defragment`], while it holds the writer.
+    db: RwLock<Arc<Database>>,
     path: PathBuf,
     revisions: Revisions,
+    /// The last [`Mvcc::size_in_use`] measurement and when it was taken.
+    in_use: Mutex<Option<(Instant, u64)>>,
 }
 
 impl std::fmt::Debug for Mvcc {
@@ -54,7 +68,9 @@ const CACHE_BYTES: usize = 64 * 1024 * 1024;
 impl Mvcc {
     /// Opens the store at `path`, creating an empty one (revision 1, never compacted) if the file
     /// does not exist. Fails with `UnsupportedFormat` on a file of another layout version.
+    /// Deletes what an interrupted defragmentation left beside the file.
     pub fn open(path: &Path) -> Result<Self, MvccError> {
+        defrag::remove_leftover(path)?;
         let db = redb::Builder::new()
             .set_cache_size(CACHE_BYTES)
             .create(path)?;
@@ -99,10 +115,30 @@ impl Mvcc {
             txn.abort()?;
         }
         Ok(Mvcc {
-            db,
+            db: RwLock::new(Arc::new(db)),
             path: path.to_owned(),
             revisions: Revisions::new(current, compact),
+            in_use: Mutex::new(None),
         })
+    }
+
+    /// The current file. Hold the `Arc` for as long as a transaction begun on it lives.
+    fn database(&self) -> Arc<Database> {
+        self.db.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// redb's writer on the current file. Waiting for the writer may outlast a defragmentation
+    /// that replaces the file; a writer obtained on the replaced file is given back and the
+    /// wait starts over on the new one, so no commit can land in a file that is gone.
+    fn writer(&self) -> Result<(Arc<Database>, WriteTransaction), MvccError> {
+        loop {
+            let db = self.database();
+            let txn = db.begin_write()?;
+            if Arc::ptr_eq(&db, &self.database()) {
+                return Ok((db, txn));
+            }
+            txn.abort()?;
+        }
     }
 
     /// Revision of the last committed change (1 on an empty store). Lock-free.
@@ -123,7 +159,8 @@ impl Mvcc {
         &self,
         f: impl FnOnce(&ReadView<'_>) -> Result<T, MvccError>,
     ) -> Result<T, MvccError> {
-        let txn = self.db.begin_read()?;
+        let db = self.database();
+        let txn = db.begin_read()?;
         let (current, compact) = read_revisions(&txn)?;
         let live = txn.open_table(LIVE)?;
         let index = txn.open_table(INDEX)?;
@@ -158,7 +195,7 @@ impl Mvcc {
     /// Starts a write batch: one redb write transaction for any number of commands. Blocks while
     /// another batch (or snapshot install) is open.
     pub fn begin(&self) -> Result<WriteBatch<'_>, MvccError> {
-        let txn = self.db.begin_write()?;
+        let (_, txn) = self.writer()?;
         let (current, compact) = {
             let state = txn.open_table(STATE)?;
             let current = state
@@ -174,7 +211,8 @@ impl Mvcc {
 
     /// Caller metadata written by [`WriteBatch::set_meta`], as of the last commit.
     pub fn read_meta(&self, name: &str) -> Result<Option<Vec<u8>>, MvccError> {
-        let txn = self.db.begin_read()?;
+        let db = self.database();
+        let txn = db.begin_read()?;
         let meta = txn.open_table(META)?;
         Ok(meta.get(name)?.map(|v| v.value().to_vec()))
     }
@@ -188,7 +226,8 @@ impl Mvcc {
 
     /// Streams a consistent image of the whole store to `out`.
     pub fn write_snapshot<W: Write>(&self, out: W) -> Result<SnapshotInfo, MvccError> {
-        let txn = self.db.begin_read()?;
+        let db = self.database();
+        let txn = db.begin_read()?;
         write_image(&txn, out)
     }
 
@@ -201,8 +240,10 @@ impl Mvcc {
 
     /// [`Self::install_snapshot`] from a stream.
     pub fn install_snapshot_from<R: Read>(&self, input: R) -> Result<SnapshotInfo, MvccError> {
-        let info = install_image(&self.db, input)?;
+        let (_db, txn) = self.writer()?;
+        let info = install_image(txn, input)?;
         self.publish(info.current_revision, info.compact_revision);
+        self.forget_size_in_use();
         Ok(info)
     }
 
@@ -216,9 +257,79 @@ impl Mvcc {
         Ok(std::fs::metadata(&self.path)?.len())
     }
 
+    /// Bytes the data occupies in the file (etcd's `dbSizeInUse`): the file's size minus the
+    /// free pages, which only [`Self::defragment`] gives back. Measuring reads every page of
+    /// the last commit in a read transaction (concurrent with writes), so a measurement younger
+    /// than `max_age` is reused; pass `Duration::ZERO` for a fresh one. Never above
+    /// [`Self::size_bytes`].
+    pub fn size_in_use(&self, max_age: Duration) -> Result<u64, MvccError> {
+        let cached = *self.in_use.lock().unwrap_or_else(|p| p.into_inner());
+        let bytes = match cached {
+            Some((at, bytes)) if at.elapsed() < max_age => bytes,
+            _ => {
+                let db = self.database();
+                let txn = db.begin_read()?;
+                let bytes = defrag::bytes_in_use(&txn)?;
+                *self.in_use.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((Instant::now(), bytes));
+                bytes
+            }
+        };
+        Ok(bytes.min(self.size_bytes()?))
+    }
+
+    fn forget_size_in_use(&self) {
+        *self.in_use.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// Rewrites the store into a fresh, packed file and swaps it in (etcd's `Defragment`), so
+    /// the file shrinks to about [`Self::size_in_use`]. The data, revisions and metadata are
+    /// unchanged, and everything committed so far, durable or not, is durable afterwards.
+    ///
+    /// Reads keep being served (from the old file) throughout; write batches wait until it
+    /// returns — do not call it from the thread holding one. A crash at any point leaves the
+    /// old file or the complete new one (see `defrag`). On error the old file stays in use.
+    pub fn defragment(&self) -> Result<DefragReport, MvccError> {
+        let size_before = self.size_bytes()?;
+        // Held until the new file is in place: a commit to the old file after the copy began
+        // would be lost with it.
+        let (old, writer) = self.writer()?;
+        let tmp = defrag::temp_path(&self.path);
+        let rewritten = old
+            .begin_read()
+            .map_err(MvccError::from)
+            .and_then(|source| defrag::rewrite(&source, &tmp, CACHE_BYTES))
+            .and_then(|fresh| defrag::replace(&tmp, &self.path).map(|()| fresh));
+        let fresh = match rewritten {
+            Ok(fresh) => fresh,
+            Err(e) => {
+                if let Err(cleanup) = std::fs::remove_file(&tmp) {
+                    if cleanup.kind() != std::io::ErrorKind::NotFound {
+                        return Err(MvccError::Storage(format!(
+                            "{e}; removing {} also failed: {cleanup}",
+                            tmp.display()
+                        )));
+                    }
+                }
+                return Err(e);
+            }
+        };
+        *self.db.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
+        // Dropping the writer aborts it: waiting writers now find the file replaced and move to
+        // the new one. The old file is unlinked; it closes when its last reader is done, and
+        // nothing it could still report matters to the store any more.
+        drop(writer);
+        self.forget_size_in_use();
+        Ok(DefragReport {
+            size_before,
+            size_after: self.size_bytes()?,
+        })
+    }
+
     /// Every granted lease, by ascending id.
     pub fn leases(&self) -> Result<Vec<LeaseInfo>, MvccError> {
-        let txn = self.db.begin_read()?;
+        let db = self.database();
+        let txn = db.begin_read()?;
         let leases = txn.open_table(LEASES)?;
         let mut out = Vec::new();
         for entry in leases.iter()? {
@@ -233,7 +344,8 @@ impl Mvcc {
 
     /// Lease `id`, if granted.
     pub fn lease(&self, id: i64) -> Result<Option<LeaseInfo>, MvccError> {
-        let txn = self.db.begin_read()?;
+        let db = self.database();
+        let txn = db.begin_read()?;
         let leases = txn.open_table(LEASES)?;
         Ok(leases.get(id)?.map(|ttl| LeaseInfo {
             id,
@@ -243,7 +355,8 @@ impl Mvcc {
 
     /// Keys attached to lease `id`, ascending (empty if none or no such lease).
     pub fn lease_keys(&self, id: i64) -> Result<Vec<Vec<u8>>, MvccError> {
-        let txn = self.db.begin_read()?;
+        let db = self.database();
+        let txn = db.begin_read()?;
         let lease_keys = txn.open_table(LEASE_KEYS)?;
         attached_keys(&lease_keys, id)
     }
@@ -251,7 +364,8 @@ impl Mvcc {
     /// The lease `key` is attached to: `None` if the key does not exist, `Some(0)` if it has no
     /// lease.
     pub fn key_lease(&self, key: &[u8]) -> Result<Option<i64>, MvccError> {
-        let txn = self.db.begin_read()?;
+        let db = self.database();
+        let txn = db.begin_read()?;
         let live = txn.open_table(LIVE)?;
         let Some(value) = live.get(key)? else {
             return Ok(None);

@@ -85,5 +85,6 @@ storage_error_from!(
     redb::CommitError,
     redb::DatabaseError,
     redb::SetDurabilityError,
+    redb::CompactionError,
     std::io::Error
 );

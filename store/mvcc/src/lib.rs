@@ -6,7 +6,8 @@
 //! and serves reads with [`Mvcc::range`]. The on-disk layout is in `docs/mvcc-format.md`.
 //!
 //! Module map:
-//! - [`database`] — [`Mvcc`]: open, reads, write batches, snapshots, hashes, lease queries.
+//! - [`database`] — [`Mvcc`]: open, reads, write batches, snapshots, hashes, lease queries,
+//!   defragmentation.
 //! - [`batch`] — [`WriteBatch`], [`Command`], [`Response`]: atomic application of commands.
 //! - [`format`](mod@format) — redb tables, record encodings, snapshot framing: every byte on disk.
 //! - [`revision`] — current / compact revision rules and their lock-free cache.
@@ -17,11 +18,13 @@
 //! - `history` — watch replay of retained history ([`EventBatch`]).
 //! - `hash` — etcd-compatible HashKV ([`KvHash`]).
 //! - `snapshot` — whole-store images ([`Snapshot`], [`SnapshotInfo`]).
+//! - `defrag` — rewriting the store into a packed file and swapping it in ([`DefragReport`]).
 //! - [`error`] — [`MvccError`].
 
 pub mod batch;
 mod compact;
 pub mod database;
+mod defrag;
 mod delete_range;
 pub mod error;
 pub mod format;
@@ -39,6 +42,7 @@ mod writer;
 
 pub use batch::{Command, CommandResult, Response, WriteBatch};
 pub use database::Mvcc;
+pub use defrag::DefragReport;
 pub use error::MvccError;
 pub use hash::KvHash;
 pub use history::EventBatch;

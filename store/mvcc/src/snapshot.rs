@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 
-use redb::{Database, ReadTransaction, ReadableTable, WriteTransaction};
+use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 
 use crate::error::MvccError;
 use crate::format::{
@@ -193,9 +193,12 @@ fn utf8<'b>(bytes: &'b [u8], what: &str) -> Result<&'b str, MvccError> {
     std::str::from_utf8(bytes).map_err(|_| bad(format!("{what} is not UTF-8")))
 }
 
-/// Replaces the whole database content with the image read from `input`, durably.
-pub(crate) fn install_image<R: Read>(db: &Database, input: R) -> Result<SnapshotInfo, MvccError> {
-    let mut txn = db.begin_write()?;
+/// Replaces the whole database content with the image read from `input` in `txn`, and commits
+/// it durably.
+pub(crate) fn install_image<R: Read>(
+    mut txn: WriteTransaction,
+    input: R,
+) -> Result<SnapshotInfo, MvccError> {
     // Deleting and recreating the tables (rather than clearing them) frees their pages at once.
     txn.delete_table(HISTORY)?;
     txn.delete_table(INDEX)?;

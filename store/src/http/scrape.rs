@@ -1,10 +1,11 @@
 //! `/metrics`: every family under the name etcd gives it, in Prometheus text format.
 //!
-//! Counters and histograms come from [`crate::metrics::Metrics`]; gauges that mirror the
-//! member's state (leader, Raft indexes, revisions, database size) are read here, at scrape
-//! time. Process metrics come from `/proc/self` where it exists.
+//! Counters, histograms and the watch gauges come from [`crate::metrics::Metrics`]; gauges that
+//! mirror the member's state (leader, Raft indexes, revisions, database size) are read here, at
+//! scrape time. Process metrics come from `/proc/self` where it exists.
 
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use cairn_proto::etcdserverpb::RangeRequest;
 use tokio::sync::watch;
@@ -14,6 +15,9 @@ use crate::metrics::exposition::{Exposition, Kind};
 use crate::metrics::Metrics;
 use crate::node::Node;
 use crate::server::maintenance::ETCD_VERSION;
+
+/// How old a measurement of the bytes in use may be when a scrape reports it.
+const IN_USE_MAX_AGE: Duration = Duration::from_secs(5);
 
 pub fn render(state: &HttpState) -> String {
     let node = &state.node;
@@ -139,6 +143,22 @@ pub fn render(state: &HttpState) -> String {
         &[],
         &m.backend_commit,
     );
+    e.family(
+        "etcd_disk_backend_defrag_duration_seconds",
+        "The latency distribution of backend defragmentation.",
+        Kind::Histogram,
+    );
+    e.histogram(
+        "etcd_disk_backend_defrag_duration_seconds",
+        &[],
+        &m.defrag_duration,
+    );
+    e.single(
+        "etcd_disk_defrag_inflight",
+        "Whether or not defrag is active on the member. 1 means active, 0 means not.",
+        Kind::Gauge,
+        m.defrag_inflight.load(Ordering::Relaxed),
+    );
 
     let size = node.mvcc.size_bytes().unwrap_or(0);
     for name in [
@@ -152,11 +172,13 @@ pub fn render(state: &HttpState) -> String {
             size,
         );
     }
+    // Measuring walks the pages of the last commit; scrapes closer together share one walk.
+    let in_use = node.mvcc.size_in_use(IN_USE_MAX_AGE).unwrap_or(size);
     e.single(
         "etcd_mvcc_db_total_size_in_use_in_bytes",
         "Total size of the underlying database logically in use in bytes.",
         Kind::Gauge,
-        size,
+        in_use,
     );
     e.single(
         "etcd_debugging_mvcc_keys_total",
@@ -177,9 +199,50 @@ pub fn render(state: &HttpState) -> String {
         node.mvcc.compact_revision(),
     );
 
+    watch_and_lease(&mut e, m);
     m.grpc.render(&mut e);
     process(&mut e);
     e.into_string()
+}
+
+/// etcd's watcher gauges (`mvcc/metrics.go`) and lease counters (`lease/metrics.go`).
+fn watch_and_lease(e: &mut Exposition, m: &Metrics) {
+    e.single(
+        "etcd_debugging_mvcc_watch_stream_total",
+        "Total number of watch streams.",
+        Kind::Gauge,
+        m.watch_streams.load(Ordering::Relaxed),
+    );
+    e.single(
+        "etcd_debugging_mvcc_watcher_total",
+        "Total number of watchers.",
+        Kind::Gauge,
+        m.watchers.load(Ordering::Relaxed),
+    );
+    e.single(
+        "etcd_debugging_mvcc_slow_watcher_total",
+        "Total number of unsynced slow watchers.",
+        Kind::Gauge,
+        m.slow_watchers.load(Ordering::Relaxed),
+    );
+    e.single(
+        "etcd_debugging_lease_granted_total",
+        "The total number of granted leases.",
+        Kind::Counter,
+        m.leases_granted.load(Ordering::Relaxed),
+    );
+    e.single(
+        "etcd_debugging_lease_revoked_total",
+        "The total number of revoked leases.",
+        Kind::Counter,
+        m.leases_revoked.load(Ordering::Relaxed),
+    );
+    e.single(
+        "etcd_debugging_lease_renewed_total",
+        "The number of renewed leases seen by the leader.",
+        Kind::Counter,
+        m.leases_renewed.load(Ordering::Relaxed),
+    );
 }
 
 /// Live keys at the current revision: a local count-only range over the whole keyspace.

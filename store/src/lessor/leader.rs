@@ -65,7 +65,12 @@ pub async fn renew_here(lessor: &Lessor, node: &Node, id: i64) -> Result<Vec<u8>
             // Subscribed before looking, so a revoke or demotion in between is not missed.
             let mut changed = lessor.subscribe();
             match lessor.with_schedule(|s| s.renew(id, Instant::now())) {
-                Ok(ttl) => return Ok(ttl.to_le_bytes().to_vec()),
+                Ok(ttl) => {
+                    node.metrics
+                        .leases_renewed
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return Ok(ttl.to_le_bytes().to_vec());
+                }
                 Err(RenewRefusal::NotFound) => return Err(EtcdError::LeaseNotFound),
                 // Leadership is confirmed but the lessor is not (or no longer) promoted: the
                 // caller retries, here or at the new leader.

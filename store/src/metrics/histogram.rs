@@ -13,6 +13,12 @@ pub const DISK_BUCKETS: &[f64] = &[
     8.192,
 ];
 
+/// etcd's defragmentation histogram: `prometheus.ExponentialBuckets(.1, 2, 13)`, 100 ms to
+/// 409.6 s.
+pub const DEFRAG_BUCKETS: &[f64] = &[
+    0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8, 25.6, 51.2, 102.4, 204.8, 409.6,
+];
+
 /// Prometheus's default buckets (`prometheus.DefBuckets`), used by go-grpc-prometheus.
 pub const DEFAULT_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,

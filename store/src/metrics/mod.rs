@@ -19,7 +19,9 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use grpc::GrpcMetrics;
-use histogram::{Histogram, DISK_BUCKETS};
+use histogram::{Histogram, DEFRAG_BUCKETS, DISK_BUCKETS};
+
+use crate::lessor::LeaseChange;
 
 pub struct Metrics {
     /// Proposals submitted through `Node::propose` and not yet answered.
@@ -34,6 +36,19 @@ pub struct Metrics {
     pub wal_fsync: Arc<Histogram>,
     /// Each redb commit of an applied batch.
     pub backend_commit: Histogram,
+    /// Each defragmentation of the backend, and whether one is running (0 or 1).
+    pub defrag_duration: Histogram,
+    pub defrag_inflight: AtomicI64,
+    /// Open watch streams, the watchers on them, and those of the watchers that are catching
+    /// up on history (etcd's unsynced watchers) — gauges kept by the streams themselves.
+    pub watch_streams: AtomicI64,
+    pub watchers: AtomicI64,
+    pub slow_watchers: AtomicI64,
+    /// Leases granted and revoked by applied commands (on every member, as etcd counts them),
+    /// and keep-alives this member renewed as the leader.
+    pub leases_granted: AtomicU64,
+    pub leases_revoked: AtomicU64,
+    pub leases_renewed: AtomicU64,
     pub grpc: Arc<GrpcMetrics>,
 }
 
@@ -47,6 +62,14 @@ impl Default for Metrics {
             health_failures: AtomicU64::new(0),
             wal_fsync: Arc::new(Histogram::new(DISK_BUCKETS)),
             backend_commit: Histogram::new(DISK_BUCKETS),
+            defrag_duration: Histogram::new(DEFRAG_BUCKETS),
+            defrag_inflight: AtomicI64::new(0),
+            watch_streams: AtomicI64::new(0),
+            watchers: AtomicI64::new(0),
+            slow_watchers: AtomicI64::new(0),
+            leases_granted: AtomicU64::new(0),
+            leases_revoked: AtomicU64::new(0),
+            leases_renewed: AtomicU64::new(0),
             grpc: Arc::new(GrpcMetrics::new()),
         }
     }
@@ -58,6 +81,17 @@ impl Metrics {
     pub fn proposal(&self) -> ProposalGuard<'_> {
         self.proposals_pending.fetch_add(1, Ordering::Relaxed);
         ProposalGuard { metrics: self }
+    }
+
+    /// Counts the lease grants and revokes of a committed batch.
+    pub fn lease_changes(&self, changes: &[LeaseChange]) {
+        for c in changes {
+            let counter = match c {
+                LeaseChange::Granted { .. } => &self.leases_granted,
+                LeaseChange::Revoked { .. } => &self.leases_revoked,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 

@@ -14,7 +14,10 @@
 //!   install) before those responses go out, so a keep-alive that follows a grant finds it;
 //! - the watch hub gets each commit's events (and is reset by a snapshot install) before
 //!   those responses go out too, so a watch created after an acknowledged write starts
-//!   after it.
+//!   after it;
+//! - every write to the store (batches, snapshot builds and installs) happens under the shared
+//!   side of the [`ApplyGate`], so a defragmentation waits for it and it awaits a
+//!   defragmentation (`crate::defrag`).
 
 use std::io;
 use std::sync::Arc;
@@ -26,7 +29,7 @@ use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, Snapshot};
 
 use cairn_proto::etcdserverpb::alarm_request::AlarmAction;
-use cairn_proto::etcdserverpb::{AlarmResponse, AlarmType};
+use cairn_proto::etcdserverpb::{AlarmMember, AlarmResponse, AlarmType};
 use tokio::sync::watch;
 
 use super::codec::{self, Reader, Writer};
@@ -34,6 +37,7 @@ use super::{
     Command, CommandResult, LogId, SnapshotImage, SnapshotMeta, StoredMembership, TypeConfig,
 };
 use crate::alarms::{Alarms, META_ALARMS};
+use crate::defrag::ApplyGate;
 use crate::lessor::{LeaseChange, Lessor};
 use crate::metrics::Metrics;
 use crate::server::errors::EtcdError;
@@ -61,6 +65,7 @@ pub struct StateMachine {
     watch_hub: Option<Arc<WatchHub>>,
     alarms: Option<Arc<Alarms>>,
     metrics: Option<Arc<Metrics>>,
+    gate: ApplyGate,
     since_durable: u64,
     last_durable: Instant,
 }
@@ -75,6 +80,7 @@ impl StateMachine {
             watch_hub: None,
             alarms: None,
             metrics: None,
+            gate: ApplyGate::default(),
             since_durable: 0,
             last_durable: Instant::now(),
         };
@@ -86,6 +92,12 @@ impl StateMachine {
     /// Publishes the events of every commit to `hub`, and tells it of snapshot installs.
     pub fn with_watch_hub(mut self, hub: Arc<WatchHub>) -> Self {
         self.watch_hub = Some(hub);
+        self
+    }
+
+    /// Writes to the store only while `gate` lets it (shared with the member's defragmentation).
+    pub fn with_apply_gate(mut self, gate: ApplyGate) -> Self {
+        self.gate = gate;
         self
     }
 
@@ -175,14 +187,24 @@ impl StateMachine {
                     let raise = req.action == AlarmAction::Activate as i32;
                     let clear = req.action == AlarmAction::Deactivate as i32;
                     let alarms = self.alarms.get_or_insert_with(Default::default).clone();
-                    if (raise || clear) && alarms.set(req.member_id, req.alarm, raise) {
+                    let changed = (raise || clear) && alarms.set(req.member_id, req.alarm, raise);
+                    if changed {
                         batch
                             .set_meta(META_ALARMS, &alarms.encode())
                             .map_err(io_err)?;
                     }
+                    // etcd answers with the alarm raised (new or not) or the one cleared.
+                    let named = AlarmMember {
+                        member_id: req.member_id,
+                        alarm: req.alarm,
+                    };
                     CommandResult::Alarm(AlarmResponse {
                         header: None,
-                        alarms: alarms.list(),
+                        alarms: if raise || changed {
+                            vec![named]
+                        } else {
+                            vec![]
+                        },
                     })
                 }
                 EntryPayload::Normal(Command::Kv(cmd)) => match batch.apply(&cmd) {
@@ -249,6 +271,9 @@ impl StateMachine {
         }
         if let Some(lessor) = &self.lessor {
             lessor.applied(&lease_changes);
+        }
+        if let Some(m) = &self.metrics {
+            m.lease_changes(&lease_changes);
         }
         self.applied_tx.send_replace(last.index);
         for (r, result) in responders {
@@ -318,6 +343,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         // Each batch takes one entry, then every entry already available, into one
         // transaction; the stream ends after the last committed entry handed to us.
         while let Some(first) = entries.next().await {
+            let _writing = self.gate.writing().await;
             self.apply_batch(first, &mut entries)?;
         }
         Ok(())
@@ -326,6 +352,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
         SnapshotBuilder {
             mvcc: self.mvcc.clone(),
+            gate: self.gate.clone(),
         }
     }
 
@@ -334,6 +361,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &SnapshotMeta,
         snapshot: Vec<u8>,
     ) -> Result<(), io::Error> {
+        let _writing = self.gate.writing().await;
         self.mvcc.install_snapshot(&snapshot).map_err(io_err)?;
         let mut batch = self.mvcc.begin().map_err(io_err)?;
         batch
@@ -367,7 +395,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         if self.read_applied()?.is_none() {
             return Ok(None);
         }
-        let snapshot = durable_snapshot(&self.mvcc)?;
+        let snapshot = {
+            let _writing = self.gate.writing().await;
+            durable_snapshot(&self.mvcc)?
+        };
         self.since_durable = 0;
         self.last_durable = Instant::now();
         Ok(Some(snapshot))
@@ -377,12 +408,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 /// Builds a snapshot from a consistent read of the store, after a durable commit.
 pub struct SnapshotBuilder {
     mvcc: Arc<Mvcc>,
+    gate: ApplyGate,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     type SnapshotData = Vec<u8>;
 
     async fn build_snapshot(&mut self) -> Result<SnapshotImage, io::Error> {
+        let _writing = self.gate.writing().await;
         durable_snapshot(&self.mvcc)
     }
 }

@@ -1,8 +1,9 @@
-//! The Maintenance service. Status is served; the RPCs not built yet answer `Unimplemented`
-//! (listed in docs/compatibility.md), never a fake success.
+//! The Maintenance service. Every RPC but Downgrade is served; Downgrade answers
+//! `Unimplemented` (listed in docs/compatibility.md), never a fake success.
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use cairn_proto::etcdserverpb::maintenance_server::Maintenance;
 use cairn_proto::etcdserverpb::{
@@ -70,6 +71,15 @@ impl Maintenance for MaintenanceService {
 
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         let node = &self.node;
+        // The in-use measurement reads every page of the last commit: off the runtime threads.
+        let mvcc = node.mvcc.clone();
+        let (size, in_use) = tokio::task::spawn_blocking(move || {
+            let size = mvcc.size_bytes()?;
+            Ok::<_, cairn_mvcc::MvccError>((size, mvcc.size_in_use(Duration::ZERO)?))
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(EtcdError::from)?;
         let (leader, raft_index, raft_term, applied, is_learner) = node.with_metrics(|m| {
             let is_learner = m
                 .membership_config
@@ -84,11 +94,10 @@ impl Maintenance for MaintenanceService {
                 is_learner,
             )
         });
-        let size = node.mvcc.size_bytes().unwrap_or(0) as i64;
         Ok(Response::new(StatusResponse {
             header: Some(node.header(node.mvcc.current_revision())),
             version: ETCD_VERSION.to_string(),
-            db_size: size,
+            db_size: size as i64,
             leader,
             raft_index,
             raft_term,
@@ -102,7 +111,7 @@ impl Maintenance for MaintenanceService {
                     format!("memberID:{} alarm:{name} ", a.member_id)
                 })
                 .collect(),
-            db_size_in_use: size,
+            db_size_in_use: in_use as i64,
             is_learner,
             storage_version: String::new(),
             db_size_quota: self.quota_bytes,
@@ -110,11 +119,18 @@ impl Maintenance for MaintenanceService {
         }))
     }
 
+    /// Defragments this member's backend (not the cluster's: etcdctl's `--cluster` asks every
+    /// member). Its writes pause meanwhile; reads go on. See `crate::defrag`.
     async fn defragment(
         &self,
         _: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
-        Err(not_yet("Defragment"))
+        let node = &self.node;
+        crate::defrag::defragment(&node.apply_gate, node.mvcc.clone(), node.metrics.clone())
+            .await?;
+        Ok(Response::new(DefragmentResponse {
+            header: Some(node.header(node.mvcc.current_revision())),
+        }))
     }
 
     /// A checksum of this member's whole state machine image (data, leases and meta), equal

@@ -130,9 +130,11 @@ pub async fn start(cfg: Config) -> anyhow::Result<Server> {
     let watch_hub = Arc::new(WatchHub::new(mvcc.current_revision()));
     let sm = sm.with_watch_hub(watch_hub.clone());
     let alarms = Arc::new(crate::alarms::Alarms::default());
+    let apply_gate = crate::defrag::ApplyGate::default();
     let sm = sm
         .with_alarms(alarms.clone())?
-        .with_metrics(metrics.clone());
+        .with_metrics(metrics.clone())
+        .with_apply_gate(apply_gate.clone());
 
     let raft_config = openraft::Config {
         cluster_name: cfg.initial_cluster_token.clone(),
@@ -186,6 +188,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Server> {
         )
         .with_watch_hub(watch_hub)
         .with_alarms(alarms)
+        .with_apply_gate(apply_gate)
         .with_server_metrics(metrics.clone()),
     );
     let http_state = Arc::new(HttpState {

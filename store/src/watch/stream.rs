@@ -22,6 +22,7 @@
 //!   streams or writes — it just falls behind the ring and later catches up from redb.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,6 +38,7 @@ use super::hub::{event_revision, Chunk, ReadLimit, WatchHub};
 use super::response::{self, Refusal, STREAM_WIDE};
 use super::watcher::{CreateWatch, Watcher};
 use super::watcher_group::WatcherGroup;
+use crate::metrics::Metrics;
 use crate::node::Node;
 use crate::server::errors::EtcdError;
 
@@ -96,6 +98,7 @@ pub async fn serve<S>(
     let hub = node.watch_hub.clone();
     let cursor = hub.head();
     let stream = WatchStream {
+        gauges: Gauges::new(node.metrics.clone()),
         node,
         hub,
         options,
@@ -133,6 +136,50 @@ struct WatchStream {
     /// A progress request is pending; answer once every watcher has been served up to this
     /// head revision (taken when the request arrived).
     progress_wanted: Option<i64>,
+    gauges: Gauges,
+}
+
+/// This stream's share of the member's watch gauges (etcd's `watch_stream_total`,
+/// `watcher_total`, `slow_watcher_total`), given back when the stream ends.
+struct Gauges {
+    metrics: Arc<Metrics>,
+    watchers: i64,
+    slow: i64,
+}
+
+impl Gauges {
+    fn new(metrics: Arc<Metrics>) -> Self {
+        metrics.watch_streams.fetch_add(1, Ordering::Relaxed);
+        Gauges {
+            metrics,
+            watchers: 0,
+            slow: 0,
+        }
+    }
+
+    /// The stream now has `watchers` watchers, `slow` of them catching up on history.
+    fn set(&mut self, watchers: usize, slow: usize) {
+        let (watchers, slow) = (watchers as i64, slow as i64);
+        if watchers != self.watchers {
+            self.metrics
+                .watchers
+                .fetch_add(watchers - self.watchers, Ordering::Relaxed);
+            self.watchers = watchers;
+        }
+        if slow != self.slow {
+            self.metrics
+                .slow_watchers
+                .fetch_add(slow - self.slow, Ordering::Relaxed);
+            self.slow = slow;
+        }
+    }
+}
+
+impl Drop for Gauges {
+    fn drop(&mut self) {
+        self.set(0, 0);
+        self.metrics.watch_streams.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl WatchStream {
@@ -159,6 +206,7 @@ impl WatchStream {
                 }
             }
             head.borrow_and_update();
+            self.gauges.set(self.watchers.len(), self.unsynced.len());
             if self.step().await? {
                 // Busy catching up: still notice a stopping member and due progress ticks.
                 if *stop.borrow() {
@@ -171,6 +219,7 @@ impl WatchStream {
                 tokio::task::yield_now().await;
                 continue;
             }
+            self.gauges.set(self.watchers.len(), self.unsynced.len());
             tokio::select! {
                 req = requests.next(), if inbound_open => match req {
                     Some(Ok(req)) => self.handle(req).await?,

@@ -474,3 +474,178 @@ async fn listen_metrics_urls_serves_health_and_metrics_only() {
     assert_eq!(r.status, 404, "no gateway on the metrics listener");
     s.stop().await;
 }
+
+/// Polls `/metrics` until `series` has `want`; panics after 10 s.
+async fn scrape_until(addr: &str, series: &str, want: f64) -> Scrape {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let page = scrape(addr).await;
+        if page.get(series) == want {
+            return page;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{series} stays {} (want {want})",
+            page.get(series)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// etcd's watcher gauges, lease counters and defragmentation families: same names and types
+/// as etcd 3.4's `/metrics`, and they follow what clients do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_lease_and_defrag_metrics_move() {
+    use cairn_proto::etcdserverpb::lease_client::LeaseClient;
+    use cairn_proto::etcdserverpb::maintenance_client::MaintenanceClient;
+    use cairn_proto::etcdserverpb::watch_client::WatchClient;
+    use cairn_proto::etcdserverpb::watch_request::RequestUnion;
+    use cairn_proto::etcdserverpb::{
+        request_op, DefragmentRequest, LeaseGrantRequest, LeaseKeepAliveRequest,
+        LeaseRevokeRequest, PutRequest, RequestOp, TxnRequest, WatchCreateRequest, WatchRequest,
+    };
+    use tokio_stream::wrappers::ReceiverStream;
+
+    let s = Solo::start(&["--max-txn-ops", "1000"]).await;
+    let a = s.http.as_str();
+    let ch = crate::harness::channel(&s.endpoint).await.expect("connect");
+
+    phase("the families exist with etcd 3.4's types, at zero");
+    let page = scrape(a).await;
+    for (family, kind) in [
+        ("etcd_debugging_mvcc_watch_stream_total", "gauge"),
+        ("etcd_debugging_mvcc_watcher_total", "gauge"),
+        ("etcd_debugging_mvcc_slow_watcher_total", "gauge"),
+        ("etcd_debugging_lease_granted_total", "counter"),
+        ("etcd_debugging_lease_revoked_total", "counter"),
+        ("etcd_debugging_lease_renewed_total", "counter"),
+        ("etcd_mvcc_db_total_size_in_use_in_bytes", "gauge"),
+        ("etcd_disk_backend_defrag_duration_seconds", "histogram"),
+        ("etcd_disk_defrag_inflight", "gauge"),
+    ] {
+        assert_eq!(
+            page.types.get(family).map(String::as_str),
+            Some(kind),
+            "{family}"
+        );
+    }
+    for series in [
+        "etcd_debugging_mvcc_watch_stream_total",
+        "etcd_debugging_mvcc_watcher_total",
+        "etcd_debugging_mvcc_slow_watcher_total",
+        "etcd_debugging_lease_granted_total",
+        "etcd_debugging_lease_revoked_total",
+        "etcd_debugging_lease_renewed_total",
+        "etcd_disk_backend_defrag_duration_seconds_count",
+        "etcd_disk_defrag_inflight",
+    ] {
+        assert_eq!(page.get(series), 0.0, "{series}");
+    }
+
+    phase("two leases granted, one kept alive once, one revoked");
+    let mut leases = LeaseClient::new(ch.clone());
+    for id in [1, 2] {
+        leases
+            .lease_grant(LeaseGrantRequest { ttl: 60, id })
+            .await
+            .expect("grant");
+    }
+    let (ka_tx, ka_rx) = tokio::sync::mpsc::channel(1);
+    let mut answers = leases
+        .lease_keep_alive(ReceiverStream::new(ka_rx))
+        .await
+        .expect("keep-alive stream")
+        .into_inner();
+    ka_tx
+        .send(LeaseKeepAliveRequest { id: 1 })
+        .await
+        .expect("send");
+    assert_eq!(
+        answers.message().await.expect("answer").expect("one").ttl,
+        60
+    );
+    leases
+        .lease_revoke(LeaseRevokeRequest { id: 2 })
+        .await
+        .expect("revoke");
+    let page = scrape(a).await;
+    assert_eq!(page.get("etcd_debugging_lease_granted_total"), 2.0);
+    assert_eq!(page.get("etcd_debugging_lease_renewed_total"), 1.0);
+    assert_eq!(page.get("etcd_debugging_lease_revoked_total"), 1.0);
+
+    phase("history of ~3 MB: more than a stream buffers for a client that does not read");
+    let mut kv = crate::harness::kv(&s.endpoint).await;
+    for t in 0..20 {
+        let success = (0..1000)
+            .map(|i| RequestOp {
+                request: Some(request_op::Request::RequestPut(PutRequest {
+                    key: format!("h/{t:02}/{i:04}").into_bytes(),
+                    value: vec![b'x'; 100],
+                    ..Default::default()
+                })),
+            })
+            .collect();
+        kv.txn(TxnRequest {
+            success,
+            ..Default::default()
+        })
+        .await
+        .expect("txn");
+    }
+
+    phase("a stream with a watcher replaying all of it, not read: one slow watcher");
+    let (w_tx, w_rx) = tokio::sync::mpsc::channel(4);
+    let mut responses = WatchClient::new(ch.clone())
+        .watch(ReceiverStream::new(w_rx))
+        .await
+        .expect("watch stream")
+        .into_inner();
+    w_tx.send(WatchRequest {
+        request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+            key: b"h/".to_vec(),
+            range_end: b"h0".to_vec(),
+            start_revision: 1,
+            ..Default::default()
+        })),
+    })
+    .await
+    .expect("create");
+    let page = scrape_until(a, "etcd_debugging_mvcc_watch_stream_total", 1.0).await;
+    assert!(page.get("etcd_debugging_mvcc_watcher_total") <= 1.0);
+    let page = scrape_until(a, "etcd_debugging_mvcc_slow_watcher_total", 1.0).await;
+    assert_eq!(page.get("etcd_debugging_mvcc_watcher_total"), 1.0);
+
+    phase("the client reads everything: the watcher is synced, then the stream closes");
+    let mut events = 0;
+    while events < 20_000 {
+        let r = responses.message().await.expect("watch").expect("response");
+        events += r.events.len();
+    }
+    scrape_until(a, "etcd_debugging_mvcc_slow_watcher_total", 0.0).await;
+    assert_eq!(
+        scrape(a).await.get("etcd_debugging_mvcc_watcher_total"),
+        1.0
+    );
+    drop(w_tx);
+    drop(responses);
+    scrape_until(a, "etcd_debugging_mvcc_watch_stream_total", 0.0).await;
+    assert_eq!(
+        scrape(a).await.get("etcd_debugging_mvcc_watcher_total"),
+        0.0
+    );
+
+    phase("a defragmentation is timed, and in-use never exceeds the file");
+    MaintenanceClient::new(ch)
+        .defragment(DefragmentRequest {})
+        .await
+        .expect("defragment");
+    let page = scrape(a).await;
+    assert_eq!(
+        page.get("etcd_disk_backend_defrag_duration_seconds_count"),
+        1.0
+    );
+    assert_eq!(page.get("etcd_disk_defrag_inflight"), 0.0);
+    let in_use = page.get("etcd_mvcc_db_total_size_in_use_in_bytes");
+    assert!(in_use > 0.0 && in_use <= page.get("etcd_mvcc_db_total_size_in_bytes"));
+    s.stop().await;
+}

@@ -2,6 +2,8 @@
 //! - `single_node`: every KV field against an in-process member, through a gRPC client;
 //! - `http`: the HTTP side of the client port over plain HTTP/1.1 — `/health`, the probes,
 //!   the Prometheus page and the JSON gateway;
+//! - `defrag`: Maintenance.Defragment under continuous writes, reads and watches, etcd's
+//!   NOSPACE recovery cycle, and kill -9 in the middle of a defragmentation;
 //! - `election`: the Election and Lock services with two contenders;
 //! - `lease`: grant / revoke / keep-alive / time-to-live, expiry by the leader's lessor,
 //!   keep-alives through a follower, leases outliving a killed leader;
@@ -10,6 +12,7 @@
 //! - `watch`: the Watch service — every option, exactly-once delivery, history replay,
 //!   compaction, thousands of watchers, a slow reader, watches on a follower.
 
+mod defrag;
 mod election;
 mod harness;
 mod hostile;

@@ -2,6 +2,7 @@
 //! observed semantics (etcd `server/etcdserver/apply.go`, `server/mvcc/`).
 
 mod compact;
+mod defrag;
 mod durability;
 mod events;
 mod hash;
