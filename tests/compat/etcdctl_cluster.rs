@@ -3,8 +3,9 @@
 //! sizes and timings are masked — `member list/add/promote/remove` of a learner,
 //! `move-leader`, `alarm list`, `defrag` and `endpoint status/health/hashkv`.
 //!
-//! Endpoints are written `host:port`: etcdctl 3.4's per-endpoint commands send a malformed
-//! HTTP/2 `:authority` for URLs with a scheme (docs/compatibility.md).
+//! Endpoints are written `host:port`, except for the `--cluster` steps, which dial the
+//! members' advertised URLs (with their scheme, sent by etcdctl 3.4 as the HTTP/2
+//! `:authority`; docs/compatibility.md).
 
 use std::time::{Duration, Instant};
 
@@ -176,6 +177,14 @@ async fn operator_flow(c: &mut Cluster) -> Vec<(&'static str, String)> {
     step("endpoint status", status_summary(&status));
     step("alarm list", shown(&ctl(&eps, &["alarm", "list"]).await));
     step("defrag", sorted(shown(&ctl(&eps, &["defrag"]).await)));
+    let first = eps.split(',').next().expect("an endpoint").to_string();
+    step(
+        "defrag --cluster",
+        sorted(shown(&ctl(&first, &["defrag", "--cluster"]).await)),
+    );
+    let (ok, status) = ctl(&first, &["endpoint", "status", "--cluster"]).await;
+    assert!(ok, "{status}");
+    step("endpoint status --cluster", status_summary(&status));
 
     // Leadership to a follower, then to a member that does not exist.
     let target = status_lines(&status)
