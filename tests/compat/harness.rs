@@ -42,6 +42,11 @@ pub struct Cairn {
 
 impl Cairn {
     pub async fn start() -> Cairn {
+        Self::start_with(&[]).await
+    }
+
+    /// A member started with `extra` flags after the usual ones.
+    pub async fn start_with(extra: &[&str]) -> Cairn {
         let dir = tempfile::tempdir().expect("tempdir");
         let client = free_port();
         let peer = free_port();
@@ -64,8 +69,8 @@ impl Cairn {
             "--initial-cluster",
             &format!("c1={peer_url}"),
         ];
-        let cfg = cairn_store::Config::parse_args(args.iter().map(|s| s.to_string()))
-            .expect("valid flags");
+        let args = args.iter().chain(extra).map(|s| s.to_string());
+        let cfg = cairn_store::Config::parse_args(args).expect("valid flags");
         let server = cairn_store::start(cfg).await.expect("start cairn-store");
         wait_ready(&client_url).await;
         Cairn {
@@ -96,6 +101,11 @@ pub struct Etcd {
 
 impl Etcd {
     pub async fn start() -> Etcd {
+        Self::start_with(&[]).await
+    }
+
+    /// etcd started with `extra` flags after the usual ones.
+    pub async fn start_with(extra: &[&str]) -> Etcd {
         let dir = tempfile::tempdir().expect("tempdir");
         let client = free_port();
         let peer = free_port();
@@ -118,6 +128,7 @@ impl Etcd {
                 "--log-level",
                 "error",
             ])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -8,6 +8,8 @@
 //!   compared;
 //! - `etcdctl_lease`: `etcdctl lease ...` side by side, `etcdctl elect` and `etcdctl lock`;
 //! - `etcdctl`: the real `etcdctl` binary against cairn-store (`etcdctl watch` included);
+//! - `etcdctl_auth`: the "enable auth" runbook (users, roles, permissions, `--user` reads
+//!   and writes, denials) with etcdctl side by side against etcd and cairn-store;
 //! - `watch_side_by_side`: one watch stream doing the same things against etcd and
 //!   cairn-store, responses compared.
 //!
@@ -16,6 +18,7 @@
 
 mod etcd_client_crate;
 mod etcdctl;
+mod etcdctl_auth;
 mod etcdctl_lease;
 mod etcdctl_ops;
 mod gateway_side_by_side;
