@@ -28,7 +28,7 @@ use cairn_proto::etcdserverpb::{
     AuthUserGetRequest, AuthUserGrantRoleRequest, AuthUserListRequest, AuthUserRevokeRoleRequest,
     AuthenticateRequest, CompactionRequest, Compare, DeleteRangeRequest, HashKvRequest,
     LeaseGrantRequest, LeaseRevokeRequest, MemberAddRequest, PutRequest, RangeRequest, RequestOp,
-    StatusRequest, TxnRequest, WatchCreateRequest, WatchRequest,
+    SnapshotRequest, StatusRequest, TxnRequest, WatchCreateRequest, WatchRequest,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -774,6 +774,57 @@ async fn restart_keeps_users_and_roles_and_no_password_is_stored_in_clear() {
         .users;
     assert_eq!(users, vec!["alice", "bob", "root", "svc"]);
     m.terminate();
+}
+
+/// A backup taken by root through the Snapshot RPC carries the auth store, and `cairn-store
+/// snapshot restore` keeps it: the restored cluster starts with the same users and roles.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backups_carry_users_and_roles_through_restore() {
+    let s = Solo::start(&BCRYPT).await;
+    let ch = channel(&s.endpoint).await.expect("connect");
+    let root = runbook(&ch).await;
+    let mut maintenance = MaintenanceClient::new(ch.clone());
+    refused(
+        maintenance.snapshot(with(None, SnapshotRequest {})).await,
+        Code::InvalidArgument,
+        "etcdserver: user name is empty",
+    );
+    let mut stream = maintenance
+        .snapshot(with(Some(&root), SnapshotRequest {}))
+        .await
+        .expect("snapshot as root")
+        .into_inner();
+    let mut backup = Vec::new();
+    while let Some(chunk) = stream.message().await.expect("chunk") {
+        backup.extend(chunk.blob);
+    }
+    s.stop().await;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("backup.db");
+    std::fs::write(&file, &backup).expect("write backup");
+    let data_dir = dir.path().join("restored");
+    let cfg = cairn_store::Config::parse_args(
+        [
+            "cairn-store",
+            "--name",
+            "restored",
+            "--data-dir",
+            data_dir.to_str().expect("utf-8"),
+        ]
+        .map(String::from),
+    )
+    .expect("flags");
+    cairn_store::backup::restore(&file, &cfg).expect("restore");
+    let mvcc = cairn_mvcc::Mvcc::open(&data_dir.join("member").join("db")).expect("open");
+    let stored = mvcc
+        .read_meta(cairn_store::auth::META_AUTH)
+        .expect("read meta")
+        .expect("auth store restored");
+    let state = cairn_store::auth::AuthState::decode(&stored).expect("decode");
+    assert!(state.enabled());
+    assert_eq!(state.user_names(), vec!["alice", "bob", "root", "svc"]);
+    assert_eq!(state.role("r").expect("role r").key_permission.len(), 3);
 }
 
 /// etcd's JSON gateway: `/v3/auth/authenticate` answers a token, which later calls carry in
