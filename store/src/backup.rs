@@ -118,10 +118,13 @@ pub fn restore(backup_path: &Path, cfg: &Config) -> anyhow::Result<()> {
         let mvcc = cairn_mvcc::Mvcc::open(&member_dir.join("db"))?;
         let info = mvcc.install_snapshot(image)?;
         // The new cluster starts its own Raft history: drop the old one's position, its
-        // membership and what its members published.
+        // membership and what its members published. Users, roles and permissions belong
+        // to the data and are kept, as etcd's restore keeps its auth buckets.
         let mut batch = mvcc.begin()?;
         for name in info.meta.keys() {
-            batch.remove_meta(name)?;
+            if name != crate::auth::META_AUTH {
+                batch.remove_meta(name)?;
+            }
         }
         batch.commit(true)?;
         identity::load_or_create(&member_dir, cfg, &cfg.initial_members()?)?;

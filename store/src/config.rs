@@ -126,6 +126,18 @@ pub struct Config {
     #[arg(long, env = "ETCD_AUTO_COMPACTION_RETENTION", default_value = "0")]
     pub auto_compaction_retention: String,
 
+    /// Type of auth token: 'simple' (JWT tokens are not supported).
+    #[arg(long, env = "ETCD_AUTH_TOKEN", default_value = "simple")]
+    pub auth_token: String,
+
+    /// Time (in seconds) of the auth token's time to live.
+    #[arg(long, env = "ETCD_AUTH_TOKEN_TTL", default_value_t = 300)]
+    pub auth_token_ttl: u64,
+
+    /// Cost of the bcrypt hashing of auth passwords (4 to 31).
+    #[arg(long, env = "ETCD_BCRYPT_COST", default_value_t = 10)]
+    pub bcrypt_cost: u32,
+
     /// Logging level: debug, info, warn, error.
     #[arg(long, env = "ETCD_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -161,6 +173,8 @@ pub enum ConfigError {
         in_cluster: Vec<String>,
         advertised: Vec<String>,
     },
+    #[error("{0}")]
+    Auth(String),
     #[error("--election-timeout[{election}ms] should be at least as 5 times as --heartbeat-interval[{heartbeat}ms]")]
     Timeouts { election: u64, heartbeat: u64 },
 }
@@ -197,6 +211,8 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         crate::compactor::policy(&self.auto_compaction_mode, &self.auto_compaction_retention)
             .map_err(ConfigError::AutoCompaction)?;
+        crate::auth::check_options(&self.auth_token, self.bcrypt_cost)
+            .map_err(ConfigError::Auth)?;
         if self.election_timeout < 5 * self.heartbeat_interval {
             return Err(ConfigError::Timeouts {
                 election: self.election_timeout,

@@ -1,6 +1,8 @@
 //! cairn-store: an etcd-v3-compatible key-value server replicated by Raft.
 //!
 //! - [`alarms`]: replicated cluster alarms (NOSPACE quota);
+//! - [`auth`]: etcd's users, roles, key-range permissions and simple tokens, replicated
+//!   through the log and checked on every request while auth is enabled;
 //! - [`backup`]: backup files (the Snapshot RPC's stream) and restoring a data dir from one;
 //! - [`concurrency`]: etcd's election and lock recipes, run inside the member for the Election
 //!   and Lock services, waiting on the watch hub;
@@ -18,7 +20,7 @@
 //! - [`node`]: a running member — proposing writes (forwarded to the leader from a follower)
 //!   and linearizable read barriers;
 //! - [`server`]: startup and the client-facing gRPC services (KV, Watch, Lease, Election, Lock,
-//!   Maintenance, Cluster), with request validation and the single table of etcd error codes
+//!   Maintenance, Cluster, Auth), with request validation and the single table of etcd error codes
 //!   and messages;
 //! - [`watch`]: the watch hub the apply loop publishes events into, and the per-stream
 //!   tasks that serve watchers from it or, when they are behind, from redb.
@@ -27,6 +29,7 @@
 //! neither knows about Raft messages or gRPC.
 
 pub mod alarms;
+pub mod auth;
 pub mod backup;
 pub mod compactor;
 pub mod concurrency;

@@ -22,6 +22,7 @@ use tonic::transport::Channel;
 
 use crate::alarms::Alarms;
 use crate::defrag::ApplyGate;
+use crate::auth::{Auth, Caller};
 use crate::metrics::Metrics;
 use crate::raft::codec::Reader;
 use crate::raft::command::encode_error;
@@ -66,6 +67,8 @@ pub struct Node {
     pub alarms: Arc<Alarms>,
     /// Shared with the state machine: a defragmentation pauses its writes through it.
     pub apply_gate: ApplyGate,
+    /// Users, roles and tokens, kept equal to the replicated auth store by the state machine.
+    pub auth: Arc<Auth>,
     /// When this member last heard from a leader (append entries or heartbeat), as
     /// milliseconds since `started`; a follower's evidence that it still has a leader.
     last_leader_contact: AtomicU64,
@@ -100,6 +103,10 @@ impl Node {
             mvcc,
             alarms: Arc::new(Alarms::default()),
             apply_gate: ApplyGate::default(),
+            auth: Arc::new(Auth::new(
+                Duration::from_secs(300),
+                crate::auth::password::DEFAULT_COST,
+            )),
             last_leader_contact: AtomicU64::new(0),
             started: Instant::now(),
             metrics: Arc::new(Metrics::default()),
@@ -111,6 +118,51 @@ impl Node {
     pub fn with_alarms(mut self, alarms: Arc<Alarms>) -> Self {
         self.alarms = alarms;
         self
+    }
+
+    /// Authenticates requests against `auth`, which the state machine keeps up to date.
+    pub fn with_auth(mut self, auth: Arc<Auth>) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// Who sent `request`: `None` while auth is disabled (one atomic load, nothing else);
+    /// otherwise the user its `token` metadata names, or the anonymous caller when it has
+    /// none. A token this member does not know (or that expired) is etcd's "invalid auth
+    /// token"; one issued by an entry this member has not applied yet is waited for.
+    pub async fn caller(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+    ) -> Result<Option<Caller>, EtcdError> {
+        if !self.auth.is_enabled() {
+            return Ok(None);
+        }
+        match crate::auth::token_of(metadata) {
+            None => Ok(Some(Caller::anonymous())),
+            Some(token) => self.caller_for_token(token).await.map(Some),
+        }
+    }
+
+    /// The caller a token stands for on this member (see [`Node::caller`]).
+    pub async fn caller_for_token(&self, token: &str) -> Result<Caller, EtcdError> {
+        let index = crate::auth::tokens::token_index(token).ok_or(EtcdError::InvalidAuthToken)?;
+        if *self.applied.borrow() < index {
+            let waited =
+                tokio::time::timeout(self.limits.request_timeout, self.wait_applied(index)).await;
+            if !matches!(waited, Ok(Ok(()))) {
+                return Err(EtcdError::InvalidAuthToken);
+            }
+        }
+        self.auth.caller_for_token(token)
+    }
+
+    /// Refuses `request` unless auth is disabled or it comes from a user with the root role
+    /// (etcd's admin-only maintenance and membership calls).
+    pub async fn require_admin<T>(&self, request: &tonic::Request<T>) -> Result<(), EtcdError> {
+        match self.caller(request.metadata()).await? {
+            None => Ok(()),
+            Some(caller) => self.auth.check_admin(&caller),
+        }
     }
 
     /// etcd's quota check for a write that adds data: refused while NOSPACE is raised, and

@@ -100,3 +100,81 @@ async fn kv_through_the_etcd_client_crate() {
     assert!(status.leader() != 0);
     assert!(status.raft_index() > 0);
 }
+
+/// The crate's auth flow: `ConnectOptions::with_user` authenticates when connecting and sends
+/// the token with every call; permissions apply to that user, as against etcd.
+#[tokio::test]
+async fn auth_through_the_etcd_client_crate() {
+    use etcd_client::{ConnectOptions, Error, Permission};
+
+    let cairn = Cairn::start_with(&["--bcrypt-cost", "4"]).await;
+    let ep = [cairn.endpoint.as_str()];
+    let mut admin = Client::connect(ep, None).await.expect("connect");
+    admin.user_add("root", "rootpw", None).await.expect("root");
+    admin
+        .user_grant_role("root", "root")
+        .await
+        .expect("root role");
+    admin
+        .user_add("app", "apppw", None)
+        .await
+        .expect("app user");
+    admin.role_add("app").await.expect("role");
+    admin
+        .role_grant_permission("app", Permission::read_write("app/").with_prefix())
+        .await
+        .expect("grant");
+    admin
+        .user_grant_role("app", "app")
+        .await
+        .expect("grant role");
+    admin.auth_enable().await.expect("enable");
+
+    let denied = |r: Result<_, Error>| match r {
+        Err(Error::GRpcStatus(s)) => (s.code(), s.message().to_string()),
+        other => panic!("expected a status, got {other:?}"),
+    };
+    assert_eq!(
+        denied(admin.get("app/x", None).await.map(|_| ())),
+        (
+            tonic::Code::InvalidArgument,
+            "etcdserver: user name is empty".to_string()
+        )
+    );
+    let bad = ConnectOptions::new().with_user("app", "wrong");
+    assert!(
+        Client::connect(ep, Some(bad)).await.is_err(),
+        "wrong password"
+    );
+
+    let opts = ConnectOptions::new().with_user("app", "apppw");
+    let mut app = Client::connect(ep, Some(opts)).await.expect("app connects");
+    app.put("app/a", "1", None).await.expect("own prefix");
+    let got = app
+        .get("app/", Some(GetOptions::new().with_prefix()))
+        .await
+        .expect("read own prefix");
+    assert_eq!(got.kvs()[0].value(), b"1");
+    assert_eq!(
+        denied(app.put("other", "1", None).await.map(|_| ())),
+        (
+            tonic::Code::PermissionDenied,
+            "etcdserver: permission denied".to_string()
+        )
+    );
+    assert_eq!(
+        denied(app.user_list().await.map(|_| ())).1,
+        "etcdserver: permission denied"
+    );
+
+    let root = ConnectOptions::new().with_user("root", "rootpw");
+    let mut root = Client::connect(ep, Some(root))
+        .await
+        .expect("root connects");
+    assert_eq!(
+        root.user_list().await.expect("users").users(),
+        &["app".to_string(), "root".to_string()]
+    );
+    root.auth_disable().await.expect("disable");
+    admin.get("app/a", None).await.expect("anonymous again");
+}

@@ -42,10 +42,10 @@ pub struct Cairn {
 
 impl Cairn {
     pub async fn start() -> Cairn {
-        Cairn::start_with(&[]).await
+        Self::start_with(&[]).await
     }
 
-    /// A member started with `extra` flags after the standard ones.
+    /// A member started with `extra` flags after the usual ones.
     pub async fn start_with(extra: &[&str]) -> Cairn {
         let dir = tempfile::tempdir().expect("tempdir");
         let client = free_port();
@@ -69,8 +69,8 @@ impl Cairn {
             "--initial-cluster",
             &format!("c1={peer_url}"),
         ];
-        let cfg = cairn_store::Config::parse_args(args.iter().chain(extra).map(|s| s.to_string()))
-            .expect("valid flags");
+        let args = args.iter().chain(extra).map(|s| s.to_string());
+        let cfg = cairn_store::Config::parse_args(args).expect("valid flags");
         let server = cairn_store::start(cfg).await.expect("start cairn-store");
         wait_ready(&client_url).await;
         Cairn {
@@ -101,10 +101,10 @@ pub struct Etcd {
 
 impl Etcd {
     pub async fn start() -> Etcd {
-        Etcd::start_with(&[]).await
+        Self::start_with(&[]).await
     }
 
-    /// An etcd started with `extra` flags after the standard ones.
+    /// etcd started with `extra` flags after the usual ones.
     pub async fn start_with(extra: &[&str]) -> Etcd {
         let dir = tempfile::tempdir().expect("tempdir");
         let client = free_port();

@@ -13,6 +13,8 @@
 //! - `etcdctl_cluster`: `member list/add/promote/remove` of a learner, `move-leader`,
 //!   `defrag` and `endpoint status/health/hashkv` on 3-member clusters of both, side by side
 //!   (`cluster` starts them);
+//! - `etcdctl_auth`: the "enable auth" runbook (users, roles, permissions, `--user` reads
+//!   and writes, denials) with etcdctl side by side against etcd and cairn-store;
 //! - `watch_side_by_side`: one watch stream doing the same things against etcd and
 //!   cairn-store, responses compared.
 //!
@@ -23,6 +25,7 @@ mod cluster;
 mod etcd_client_crate;
 mod etcdctl;
 mod etcdctl_cluster;
+mod etcdctl_auth;
 mod etcdctl_lease;
 mod etcdctl_ops;
 mod gateway_side_by_side;

@@ -16,7 +16,7 @@ use redb::{Durability, WriteTransaction};
 
 use crate::database::Mvcc;
 use crate::error::MvccError;
-use crate::format::{META, STATE, STATE_COMPACT, STATE_CURRENT};
+use crate::format::{LEASE_KEYS, META, STATE, STATE_COMPACT, STATE_CURRENT};
 use crate::writer::KvWriter;
 use crate::{compact, delete_range, lease, put, txn};
 
@@ -121,6 +121,16 @@ impl<'a> WriteBatch<'a> {
         self.compact = w.compact;
         self.events.append(&mut w.take_events());
         Ok(response)
+    }
+
+    /// Keys attached to lease `id`, ascending, including the changes of the commands applied
+    /// so far in this batch (empty if none or no such lease).
+    pub fn lease_keys(&self, id: i64) -> Result<Vec<Vec<u8>>, MvccError> {
+        if let Some(cause) = &self.poisoned {
+            return Err(MvccError::Poisoned(cause.to_string()));
+        }
+        let table = self.txn.open_table(LEASE_KEYS)?;
+        lease::attached_keys(&table, id)
     }
 
     /// Records caller metadata (e.g. the applied log id) in this transaction.

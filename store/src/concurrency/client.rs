@@ -16,6 +16,7 @@ use cairn_proto::etcdserverpb::{
 };
 use cairn_proto::mvccpb::event::EventType;
 use tokio::sync::watch;
+use tonic::metadata::{Ascii, MetadataMap, MetadataValue};
 use tonic::{Request, Status};
 
 use super::key_events::KeyEvents;
@@ -28,11 +29,39 @@ use crate::server::kv::KvService;
 pub struct Client {
     node: Arc<Node>,
     stop: watch::Receiver<bool>,
+    /// The auth token of the client the recipe runs for, passed on with every KV request so
+    /// that they are checked as that client's own (etcd's in-process client forwards the
+    /// caller's context the same way).
+    token: Option<MetadataValue<Ascii>>,
 }
 
 impl Client {
     pub fn new(node: Arc<Node>, stop: watch::Receiver<bool>) -> Self {
-        Self { node, stop }
+        Self {
+            node,
+            stop,
+            token: None,
+        }
+    }
+
+    /// This client acting for the sender of a request with `metadata`.
+    pub fn for_caller(&self, metadata: &MetadataMap) -> Self {
+        let token = crate::auth::TOKEN_METADATA
+            .iter()
+            .find_map(|k| metadata.get(*k))
+            .cloned();
+        Self {
+            token,
+            ..self.clone()
+        }
+    }
+
+    fn request<T>(&self, message: T) -> Request<T> {
+        let mut req = Request::new(message);
+        if let Some(t) = &self.token {
+            req.metadata_mut().insert("token", t.clone());
+        }
+        req
     }
 
     pub fn node(&self) -> &Arc<Node> {
@@ -46,12 +75,12 @@ impl Client {
     }
 
     pub async fn txn(&self, req: TxnRequest) -> Result<TxnResponse, Status> {
-        Ok(self.kv().txn(Request::new(req)).await?.into_inner())
+        Ok(self.kv().txn(self.request(req)).await?.into_inner())
     }
 
     /// A linearizable read.
     pub async fn range(&self, req: RangeRequest) -> Result<RangeResponse, Status> {
-        Ok(self.kv().range(Request::new(req)).await?.into_inner())
+        Ok(self.kv().range(self.request(req)).await?.into_inner())
     }
 
     pub async fn delete(&self, key: &[u8]) -> Result<DeleteRangeResponse, Status> {
@@ -61,7 +90,7 @@ impl Client {
         };
         Ok(self
             .kv()
-            .delete_range(Request::new(req))
+            .delete_range(self.request(req))
             .await?
             .into_inner())
     }

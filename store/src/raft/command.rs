@@ -15,6 +15,7 @@ use cairn_proto::etcdserverpb::{
 use prost::Message;
 
 use super::codec::{Reader, Writer};
+use crate::auth::{AuthCommand, Caller};
 use crate::server::errors::EtcdError;
 
 const PUT: u8 = 1;
@@ -25,6 +26,8 @@ const LEASE_GRANT: u8 = 5;
 const LEASE_REVOKE: u8 = 6;
 const PUBLISH: u8 = 7;
 const ALARM: u8 = 8;
+const AUTH: u8 = 9;
+const AS: u8 = 10;
 
 /// A state-machine command, replicated through the Raft log.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +42,11 @@ pub enum Command {
         name: String,
         client_urls: Vec<String>,
     },
+    /// A change of the auth store, or an Authenticate (see [`crate::auth`]).
+    Auth(AuthCommand),
+    /// A client request sent while auth was enabled, with the identity the receiving member
+    /// found in its token; checked again when applied. Never nested.
+    As { caller: Caller, cmd: Box<Command> },
 }
 
 impl fmt::Display for Command {
@@ -47,6 +55,8 @@ impl fmt::Display for Command {
             Command::Kv(c) => write!(f, "{}", kv_name(c)),
             Command::Publish { member_id, .. } => write!(f, "publish({member_id:x})"),
             Command::Alarm(r) => write!(f, "alarm({}, {:x}, {})", r.action, r.member_id, r.alarm),
+            Command::Auth(a) => write!(f, "{}", a.name()),
+            Command::As { caller, cmd } => write!(f, "{cmd} as {:?}", caller.user),
         }
     }
 }
@@ -64,6 +74,17 @@ fn kv_name(c: &cairn_mvcc::Command) -> &'static str {
 }
 
 impl Command {
+    /// This command sent by `caller` (`None`: auth was disabled when it arrived).
+    pub fn by(self, caller: Option<Caller>) -> Command {
+        match caller {
+            None => self,
+            Some(caller) => Command::As {
+                caller,
+                cmd: Box::new(self),
+            },
+        }
+    }
+
     pub fn encode_to(&self, buf: &mut Vec<u8>) {
         use cairn_mvcc::Command as C;
         match self {
@@ -89,6 +110,19 @@ impl Command {
                 w.str(name);
                 w.strs(client_urls);
                 buf.extend_from_slice(&w.buf);
+            }
+            Command::Auth(a) => {
+                let mut w = Writer::default();
+                w.u8(AUTH);
+                a.encode_to(&mut w);
+                buf.extend_from_slice(&w.buf);
+            }
+            Command::As { caller, cmd } => {
+                let mut w = Writer::default();
+                w.u8(AS);
+                caller.encode_to(&mut w);
+                buf.extend_from_slice(&w.buf);
+                cmd.encode_to(buf);
             }
         }
     }
@@ -127,6 +161,26 @@ impl Command {
                     client_urls: r.strings()?,
                 }
             }
+            AUTH => {
+                let mut r = Reader::new(body);
+                let a = AuthCommand::decode(&mut r)?;
+                if !r.is_empty() {
+                    return Err(bad("trailing bytes after an auth command"));
+                }
+                Command::Auth(a)
+            }
+            AS => {
+                let mut r = Reader::new(body);
+                let caller = Caller::decode(&mut r)?;
+                let cmd = Command::decode(r.rest())?;
+                if matches!(cmd, Command::As { .. }) {
+                    return Err(bad("nested caller"));
+                }
+                Command::As {
+                    caller,
+                    cmd: Box::new(cmd),
+                }
+            }
             _ => return Err(bad("unknown command tag")),
         })
     }
@@ -144,6 +198,10 @@ pub enum CommandResult {
     LeaseGrant(LeaseGrantResponse),
     LeaseRevoke(LeaseRevokeResponse),
     Alarm(AlarmResponse),
+    /// An auth command applied; `token` is the issued token of an Authenticate, else empty.
+    Auth {
+        token: String,
+    },
     /// The command was refused by the state machine; it changed nothing.
     Err(EtcdError),
 }
@@ -163,6 +221,10 @@ impl CommandResult {
             CommandResult::LeaseGrant(r) => encode_msg(&mut buf, LEASE_GRANT, r),
             CommandResult::LeaseRevoke(r) => encode_msg(&mut buf, LEASE_REVOKE, r),
             CommandResult::Alarm(r) => encode_msg(&mut buf, ALARM, r),
+            CommandResult::Auth { token } => {
+                buf.push(AUTH);
+                buf.extend_from_slice(token.as_bytes());
+            }
             CommandResult::Err(e) => encode_error(&mut buf, e),
         }
         buf
@@ -179,6 +241,9 @@ impl CommandResult {
             LEASE_GRANT => CommandResult::LeaseGrant(decode_msg(body)?),
             LEASE_REVOKE => CommandResult::LeaseRevoke(decode_msg(body)?),
             ALARM => CommandResult::Alarm(decode_msg(body)?),
+            AUTH => CommandResult::Auth {
+                token: String::from_utf8(body.to_vec()).map_err(|_| bad("token"))?,
+            },
             R_ERR => CommandResult::Err(decode_error(body)?),
             _ => return Err(bad("unknown result tag")),
         })
@@ -240,12 +305,24 @@ mod tests {
                 name: "m1".into(),
                 client_urls: vec!["http://127.0.0.1:2379".into()],
             },
+            Command::Auth(AuthCommand::RoleAdd { name: "r".into() }),
+            Command::Kv(cairn_mvcc::Command::LeaseRevoke { id: 3 }).by(Some(Caller {
+                user: "alice".into(),
+                revision: 9,
+            })),
         ];
         for c in cmds {
             assert_eq!(Command::decode(&c.encode()).unwrap(), c);
         }
         assert!(Command::decode(&[]).is_err());
         assert!(Command::decode(&[99]).is_err());
+        let twice = Command::Auth(AuthCommand::Enable)
+            .by(Some(Caller::anonymous()))
+            .by(Some(Caller::anonymous()));
+        assert!(
+            Command::decode(&twice.encode()).is_err(),
+            "a caller is never nested"
+        );
     }
 
     #[test]
@@ -260,6 +337,10 @@ mod tests {
                 prev_kv: None,
             }),
             CommandResult::Err(EtcdError::LeaseNotFound),
+            CommandResult::Auth {
+                token: "abc.12".into(),
+            },
+            CommandResult::Err(EtcdError::AuthOldRevision),
             CommandResult::Err(EtcdError::Internal("disk full".into())),
         ];
         for r in results {

@@ -23,7 +23,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn_mvcc::Mvcc;
+use cairn_mvcc::{Mvcc, WriteBatch};
 use futures::{FutureExt, Stream, StreamExt};
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, Snapshot};
@@ -38,6 +38,7 @@ use super::{
 };
 use crate::alarms::{Alarms, META_ALARMS};
 use crate::defrag::ApplyGate;
+use crate::auth::{Auth, META_AUTH};
 use crate::lessor::{LeaseChange, Lessor};
 use crate::metrics::Metrics;
 use crate::server::errors::EtcdError;
@@ -64,6 +65,7 @@ pub struct StateMachine {
     lessor: Option<Arc<Lessor>>,
     watch_hub: Option<Arc<WatchHub>>,
     alarms: Option<Arc<Alarms>>,
+    auth: Option<Arc<Auth>>,
     metrics: Option<Arc<Metrics>>,
     gate: ApplyGate,
     since_durable: u64,
@@ -79,6 +81,7 @@ impl StateMachine {
             lessor: None,
             watch_hub: None,
             alarms: None,
+            auth: None,
             metrics: None,
             gate: ApplyGate::default(),
             since_durable: 0,
@@ -112,6 +115,19 @@ impl StateMachine {
         self.load_alarms(&alarms)?;
         self.alarms = Some(alarms);
         Ok(self)
+    }
+
+    /// Keeps `auth` equal to the replicated auth store (loaded now, updated on apply and on
+    /// snapshot install).
+    pub fn with_auth(mut self, auth: Arc<Auth>) -> io::Result<Self> {
+        self.load_auth(&auth)?;
+        self.auth = Some(auth);
+        Ok(self)
+    }
+
+    fn load_auth(&self, auth: &Auth) -> io::Result<()> {
+        let persisted = self.mvcc.read_meta(META_AUTH).map_err(io_err)?;
+        auth.load(persisted.as_deref())
     }
 
     fn load_alarms(&self, alarms: &Alarms) -> io::Result<()> {
@@ -173,60 +189,17 @@ impl StateMachine {
         let mut next = Some(first);
         let mut responders = Vec::new();
         let mut lease_changes = Vec::new();
-        let mut batch = self.mvcc.begin().map_err(io_err)?;
+        // A local handle, so the batch does not borrow `self` while entries are applied.
+        let mvcc = self.mvcc.clone();
+        let mut batch = mvcc.begin().map_err(io_err)?;
         let mut last: Option<LogId> = None;
         let mut applied = 0usize;
         while let Some(item) = next {
             let (entry, responder) = item?;
             let result = match entry.payload {
                 EntryPayload::Blank => CommandResult::None,
-                EntryPayload::Normal(Command::Kv(cmd)) if self.capped(&cmd) => {
-                    CommandResult::Err(EtcdError::NoSpace)
-                }
-                EntryPayload::Normal(Command::Alarm(req)) => {
-                    let raise = req.action == AlarmAction::Activate as i32;
-                    let clear = req.action == AlarmAction::Deactivate as i32;
-                    let alarms = self.alarms.get_or_insert_with(Default::default).clone();
-                    let changed = (raise || clear) && alarms.set(req.member_id, req.alarm, raise);
-                    if changed {
-                        batch
-                            .set_meta(META_ALARMS, &alarms.encode())
-                            .map_err(io_err)?;
-                    }
-                    // etcd answers with the alarm raised (new or not) or the one cleared.
-                    let named = AlarmMember {
-                        member_id: req.member_id,
-                        alarm: req.alarm,
-                    };
-                    CommandResult::Alarm(AlarmResponse {
-                        header: None,
-                        alarms: if raise || changed {
-                            vec![named]
-                        } else {
-                            vec![]
-                        },
-                    })
-                }
-                EntryPayload::Normal(Command::Kv(cmd)) => match batch.apply(&cmd) {
-                    // Storage failures stop the node: openraft must not believe it applied.
-                    Err(e) if e.is_local_failure() => return Err(io_err(e)),
-                    r => {
-                        lease_changes.extend(LeaseChange::of(&cmd, &r));
-                        kv_result(r)
-                    }
-                },
-                EntryPayload::Normal(Command::Publish {
-                    member_id,
-                    name,
-                    client_urls,
-                }) => {
-                    let mut w = Writer::default();
-                    w.str(&name);
-                    w.strs(&client_urls);
-                    batch
-                        .set_meta(&format!("{META_MEMBER_PREFIX}{member_id:016x}"), &w.buf)
-                        .map_err(io_err)?;
-                    CommandResult::None
+                EntryPayload::Normal(cmd) => {
+                    self.apply_command(&mut batch, cmd, entry.log_id.index, &mut lease_changes)?
                 }
                 EntryPayload::Membership(m) => {
                     let stored = StoredMembership::new(Some(entry.log_id), m);
@@ -280,6 +253,99 @@ impl StateMachine {
             r.send(result);
         }
         Ok(())
+    }
+}
+
+impl StateMachine {
+    /// Applies one normal entry's command at log index `index` inside `batch`. `Err` is a
+    /// local failure that must stop the node; refusals are `CommandResult::Err`.
+    fn apply_command(
+        &mut self,
+        batch: &mut WriteBatch<'_>,
+        cmd: Command,
+        index: u64,
+        lease_changes: &mut Vec<LeaseChange>,
+    ) -> io::Result<CommandResult> {
+        Ok(match cmd {
+            Command::As { caller, cmd } => {
+                let auth = self.auth.clone();
+                let verdict = match &auth {
+                    Some(auth) => auth.permit(&caller, &cmd, &mut |id| {
+                        batch.lease_keys(id).map_err(io_err)
+                    })?,
+                    None => Ok(()),
+                };
+                match verdict {
+                    Err(e) => CommandResult::Err(e),
+                    // `As` is never nested (decoding refuses it), so this recursion is one
+                    // level deep.
+                    Ok(()) => self.apply_command(batch, *cmd, index, lease_changes)?,
+                }
+            }
+            Command::Kv(cmd) if self.capped(&cmd) => CommandResult::Err(EtcdError::NoSpace),
+            Command::Alarm(req) => {
+                let raise = req.action == AlarmAction::Activate as i32;
+                let clear = req.action == AlarmAction::Deactivate as i32;
+                let alarms = self.alarms.get_or_insert_with(Default::default).clone();
+                let changed = (raise || clear) && alarms.set(req.member_id, req.alarm, raise);
+                if changed {
+                    batch
+                        .set_meta(META_ALARMS, &alarms.encode())
+                        .map_err(io_err)?;
+                }
+                // etcd answers with the alarm raised (new or not) or the one cleared.
+                let named = AlarmMember {
+                    member_id: req.member_id,
+                    alarm: req.alarm,
+                };
+                CommandResult::Alarm(AlarmResponse {
+                    header: None,
+                    alarms: if raise || changed {
+                        vec![named]
+                    } else {
+                        vec![]
+                    },
+                })
+            }
+            Command::Kv(cmd) => match batch.apply(&cmd) {
+                // Storage failures stop the node: openraft must not believe it applied.
+                Err(e) if e.is_local_failure() => return Err(io_err(e)),
+                r => {
+                    lease_changes.extend(LeaseChange::of(&cmd, &r));
+                    kv_result(r)
+                }
+            },
+            Command::Publish {
+                member_id,
+                name,
+                client_urls,
+            } => {
+                let mut w = Writer::default();
+                w.str(&name);
+                w.strs(&client_urls);
+                batch
+                    .set_meta(&format!("{META_MEMBER_PREFIX}{member_id:016x}"), &w.buf)
+                    .map_err(io_err)?;
+                CommandResult::None
+            }
+            Command::Auth(cmd) => {
+                let auth = self
+                    .auth
+                    .get_or_insert_with(|| Arc::new(Auth::new(Duration::from_secs(300), 10)))
+                    .clone();
+                match auth.apply(&cmd, index) {
+                    Ok((token, persisted)) => {
+                        if let Some(bytes) = persisted {
+                            batch.set_meta(META_AUTH, &bytes).map_err(io_err)?;
+                        }
+                        CommandResult::Auth {
+                            token: token.unwrap_or_default(),
+                        }
+                    }
+                    Err(e) => CommandResult::Err(e),
+                }
+            }
+        })
     }
 }
 
@@ -381,6 +447,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
         if let Some(alarms) = &self.alarms {
             self.load_alarms(alarms)?;
+        }
+        if let Some(auth) = &self.auth {
+            self.load_auth(auth)?;
         }
         // The buffered events may not lead to the new state: watchers resync from redb.
         if let Some(hub) = &self.watch_hub {

@@ -1,5 +1,6 @@
 //! The Cluster service: MemberList from the Raft membership plus the attributes each member
-//! published; the changes are run by the leader (see [`membership`]).
+//! published; the changes are run by the leader (see [`membership`]) and, while auth is
+//! enabled, only for users with the root role (etcd's `checkMembershipOperationPermission`).
 
 use std::sync::Arc;
 
@@ -24,6 +25,7 @@ impl Cluster for ClusterService {
         &self,
         request: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
+        self.node.require_admin(&request).await?;
         let mut resp = membership::member_add(&self.node, request.into_inner()).await?;
         resp.header = Some(self.node.header(self.node.mvcc.current_revision()));
         Ok(Response::new(resp))
@@ -33,6 +35,7 @@ impl Cluster for ClusterService {
         &self,
         request: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
+        self.node.require_admin(&request).await?;
         let mut resp = membership::member_remove(&self.node, request.into_inner()).await?;
         resp.header = Some(self.node.header(self.node.mvcc.current_revision()));
         Ok(Response::new(resp))
@@ -42,6 +45,7 @@ impl Cluster for ClusterService {
         &self,
         request: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
+        self.node.require_admin(&request).await?;
         let mut resp = membership::member_update(&self.node, request.into_inner()).await?;
         resp.header = Some(self.node.header(self.node.mvcc.current_revision()));
         Ok(Response::new(resp))
@@ -64,6 +68,7 @@ impl Cluster for ClusterService {
         &self,
         request: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
+        self.node.require_admin(&request).await?;
         let mut resp = membership::member_promote(&self.node, request.into_inner()).await?;
         resp.header = Some(self.node.header(self.node.mvcc.current_revision()));
         Ok(Response::new(resp))

@@ -30,8 +30,9 @@ impl Election for ElectionService {
         &self,
         request: Request<CampaignRequest>,
     ) -> Result<Response<CampaignResponse>, Status> {
+        let client = self.client.for_caller(request.metadata());
         let req = request.into_inner();
-        let (header, leader) = election::campaign(&self.client, &req.name, req.lease, &req.value)
+        let (header, leader) = election::campaign(&client, &req.name, req.lease, &req.value)
             .await
             .map_err(through_v3client)?;
         Ok(Response::new(CampaignResponse {
@@ -44,9 +45,10 @@ impl Election for ElectionService {
         &self,
         request: Request<ProclaimRequest>,
     ) -> Result<Response<ProclaimResponse>, Status> {
+        let client = self.client.for_caller(request.metadata());
         let req = request.into_inner();
         let leader = req.leader.ok_or(EtcdError::MissingLeaderKey)?;
-        let header = election::proclaim(&self.client, &leader, &req.value)
+        let header = election::proclaim(&client, &leader, &req.value)
             .await
             .map_err(through_v3client)?;
         Ok(Response::new(ProclaimResponse { header }))
@@ -56,7 +58,8 @@ impl Election for ElectionService {
         &self,
         request: Request<LeaderRequest>,
     ) -> Result<Response<LeaderResponse>, Status> {
-        let (header, kv) = election::leader(&self.client, &request.into_inner().name)
+        let client = self.client.for_caller(request.metadata());
+        let (header, kv) = election::leader(&client, &request.into_inner().name)
             .await
             .map_err(through_v3client)?;
         Ok(Response::new(LeaderResponse {
@@ -71,8 +74,8 @@ impl Election for ElectionService {
         &self,
         request: Request<LeaderRequest>,
     ) -> Result<Response<Self::ObserveStream>, Status> {
+        let client = self.client.for_caller(request.metadata());
         let name = request.into_inner().name;
-        let client = self.client.clone();
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(async move {
             if let Err(e) = election::observe(&client, &name, &tx).await {
@@ -86,11 +89,12 @@ impl Election for ElectionService {
         &self,
         request: Request<ResignRequest>,
     ) -> Result<Response<ResignResponse>, Status> {
+        let client = self.client.for_caller(request.metadata());
         let leader = request
             .into_inner()
             .leader
             .ok_or(EtcdError::MissingLeaderKey)?;
-        let header = election::resign(&self.client, &leader)
+        let header = election::resign(&client, &leader)
             .await
             .map_err(through_v3client)?;
         Ok(Response::new(ResignResponse { header }))

@@ -65,6 +65,44 @@ pub enum EtcdError {
     LearnerNotReady,
     #[error("etcdserver: request timed out, leader transfer took too long")]
     LeaderTransferTimeout,
+    #[error("etcdserver: user name is empty")]
+    UserEmpty,
+    #[error("etcdserver: user name already exists")]
+    UserAlreadyExist,
+    #[error("etcdserver: user name not found")]
+    UserNotFound,
+    #[error("etcdserver: role name already exists")]
+    RoleAlreadyExist,
+    #[error("etcdserver: role name not found")]
+    RoleNotFound,
+    #[error("etcdserver: role name is empty")]
+    RoleEmpty,
+    #[error("etcdserver: authentication failed, invalid user ID or password")]
+    AuthFailed,
+    #[error("etcdserver: permission denied")]
+    PermissionDenied,
+    #[error("etcdserver: role is not granted to the user")]
+    RoleNotGranted,
+    #[error("etcdserver: permission is not granted to the role")]
+    PermissionNotGranted,
+    #[error("etcdserver: permission not given")]
+    PermissionNotGiven,
+    #[error("etcdserver: authentication is not enabled")]
+    AuthNotEnabled,
+    #[error("etcdserver: invalid auth token")]
+    InvalidAuthToken,
+    #[error("etcdserver: invalid auth management")]
+    InvalidAuthMgmt,
+    #[error("etcdserver: revision of auth store is old")]
+    AuthOldRevision,
+    #[error("etcdserver: root user does not exist")]
+    RootUserNotExist,
+    #[error("etcdserver: root user does not have root role")]
+    RootRoleNotExist,
+    /// Authenticate as a `--no-password` user: etcd's auth store error, which its gRPC layer
+    /// does not map, so it reaches the client with code Unknown and the store's own text.
+    #[error("auth: authentication failed, password was given for no password user")]
+    NoPasswordUser,
     /// The concurrency recipes' own errors (`clientv3/concurrency`, `v3election`): plain Go
     /// errors in etcd, so they reach the client with code Unknown.
     #[error("election: not leader")]
@@ -86,19 +124,25 @@ impl EtcdError {
         use EtcdError::*;
         match self {
             EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey
-            | InvalidSortOption | RequestTooLarge | MemberBadUrls => Code::InvalidArgument,
+            | InvalidSortOption | RequestTooLarge | MemberBadUrls | UserEmpty | RoleEmpty
+            | AuthFailed | PermissionNotGiven | InvalidAuthMgmt | AuthOldRevision => {
+                Code::InvalidArgument
+            }
             Compacted | FutureRev | LeaseTtlTooLarge => Code::OutOfRange,
             NoSpace => Code::ResourceExhausted,
             LeaseNotFound | MemberNotFound => Code::NotFound,
             LeaseExist | NotLeader | BadLeaderTransferee | MemberExist | PeerUrlExist
-            | MemberNotLearner | LearnerNotReady => Code::FailedPrecondition,
+            | MemberNotLearner | LearnerNotReady | UserAlreadyExist | UserNotFound
+            | RoleAlreadyExist | RoleNotFound | RoleNotGranted | PermissionNotGranted
+            | AuthNotEnabled | RootUserNotExist | RootRoleNotExist => Code::FailedPrecondition,
+            PermissionDenied => Code::PermissionDenied,
+            InvalidAuthToken => Code::Unauthenticated,
             NoLeader | LeaderChanged | Stopped | Timeout | LeaderTransferTimeout => {
                 Code::Unavailable
             }
             Corrupt => Code::DataLoss,
-            ElectionNotLeader | ElectionNoLeader | MissingLeaderKey | SessionExpired => {
-                Code::Unknown
-            }
+            ElectionNotLeader | ElectionNoLeader | MissingLeaderKey | SessionExpired
+            | NoPasswordUser => Code::Unknown,
             Internal(_) => Code::Internal,
         }
     }
@@ -139,6 +183,24 @@ impl EtcdError {
             ElectionNoLeader => 41,
             MissingLeaderKey => 42,
             SessionExpired => 43,
+            UserEmpty => 44,
+            UserAlreadyExist => 45,
+            UserNotFound => 46,
+            RoleAlreadyExist => 47,
+            RoleNotFound => 48,
+            RoleEmpty => 49,
+            AuthFailed => 50,
+            PermissionDenied => 51,
+            RoleNotGranted => 52,
+            PermissionNotGranted => 53,
+            PermissionNotGiven => 54,
+            AuthNotEnabled => 55,
+            InvalidAuthToken => 56,
+            InvalidAuthMgmt => 57,
+            AuthOldRevision => 58,
+            RootUserNotExist => 59,
+            RootRoleNotExist => 60,
+            NoPasswordUser => 61,
             Internal(_) => 255,
         }
     }
@@ -179,6 +241,24 @@ impl EtcdError {
             41 => ElectionNoLeader,
             42 => MissingLeaderKey,
             43 => SessionExpired,
+            44 => UserEmpty,
+            45 => UserAlreadyExist,
+            46 => UserNotFound,
+            47 => RoleAlreadyExist,
+            48 => RoleNotFound,
+            49 => RoleEmpty,
+            50 => AuthFailed,
+            51 => PermissionDenied,
+            52 => RoleNotGranted,
+            53 => PermissionNotGranted,
+            54 => PermissionNotGiven,
+            55 => AuthNotEnabled,
+            56 => InvalidAuthToken,
+            57 => InvalidAuthMgmt,
+            58 => AuthOldRevision,
+            59 => RootUserNotExist,
+            60 => RootRoleNotExist,
+            61 => NoPasswordUser,
             _ => Internal(detail),
         }
     }
@@ -243,8 +323,31 @@ mod tests {
     }
 
     #[test]
+    fn auth_errors_carry_etcds_codes() {
+        let cases = [
+            (EtcdError::UserEmpty, Code::InvalidArgument),
+            (EtcdError::AuthFailed, Code::InvalidArgument),
+            (EtcdError::AuthOldRevision, Code::InvalidArgument),
+            (EtcdError::InvalidAuthMgmt, Code::InvalidArgument),
+            (EtcdError::UserNotFound, Code::FailedPrecondition),
+            (EtcdError::RootUserNotExist, Code::FailedPrecondition),
+            (EtcdError::AuthNotEnabled, Code::FailedPrecondition),
+            (EtcdError::PermissionDenied, Code::PermissionDenied),
+            (EtcdError::InvalidAuthToken, Code::Unauthenticated),
+            (EtcdError::NoPasswordUser, Code::Unknown),
+        ];
+        for (e, code) in cases {
+            assert_eq!(Status::from(e.clone()).code(), code, "{e}");
+        }
+        assert_eq!(
+            EtcdError::InvalidAuthToken.to_string(),
+            "etcdserver: invalid auth token"
+        );
+    }
+
+    #[test]
     fn tags_round_trip() {
-        for tag in (1..=28u8).chain(40..=43) {
+        for tag in (1..=28u8).chain(40..=61) {
             assert_eq!(EtcdError::from_tag(tag, String::new()).tag(), tag);
         }
         assert_eq!(

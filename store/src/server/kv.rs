@@ -1,7 +1,9 @@
 //! The KV service: Range, Put, DeleteRange, Txn, Compact.
 //!
 //! Requests are validated here, before anything reaches Raft. Reads are linearizable unless
-//! the client asks for a serializable read; writes go through [`Node::propose`].
+//! the client asks for a serializable read; writes go through [`Node::propose`]. While auth
+//! is enabled, a Range needs read permission on its range (checked here); writes carry the
+//! caller through the log and are checked when applied (see `crate::auth::access`).
 
 use std::sync::Arc;
 
@@ -14,6 +16,7 @@ use tonic::{Request, Response, Status};
 
 use super::errors::EtcdError;
 use super::validate;
+use crate::auth::{Access, Caller};
 use crate::node::Node;
 use crate::raft::{Command, CommandResult};
 
@@ -35,8 +38,13 @@ fn unexpected(r: CommandResult) -> Status {
 }
 
 impl KvService {
-    async fn propose(&self, cmd: cairn_mvcc::Command) -> Result<CommandResult, Status> {
-        Ok(self.node.propose(Command::Kv(cmd)).await?)
+    /// Proposes a write sent by `caller`, whose permissions are checked when it is applied.
+    async fn propose(
+        &self,
+        cmd: cairn_mvcc::Command,
+        caller: Option<Caller>,
+    ) -> Result<CommandResult, Status> {
+        Ok(self.node.propose(Command::Kv(cmd).by(caller)).await?)
     }
 }
 
@@ -46,8 +54,12 @@ impl Kv for KvService {
         &self,
         request: Request<RangeRequest>,
     ) -> Result<Response<RangeResponse>, Status> {
-        let req = request.into_inner();
+        let (metadata, _, req) = request.into_parts();
         validate::check_range(&req)?;
+        if let Some(caller) = self.node.caller(&metadata).await? {
+            let auth = &self.node.auth;
+            auth.check_op(&caller, Access::Read, &req.key, &req.range_end)?;
+        }
         if !req.serializable {
             self.node.read_barrier().await?;
         }
@@ -57,10 +69,11 @@ impl Kv for KvService {
     }
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
-        let req = request.into_inner();
+        let (metadata, _, req) = request.into_parts();
         validate::check_put(&req)?;
+        let caller = self.node.caller(&metadata).await?;
         self.node.check_quota().await?;
-        match self.propose(cairn_mvcc::Command::Put(req)).await? {
+        match self.propose(cairn_mvcc::Command::Put(req), caller).await? {
             CommandResult::Put(mut resp) => {
                 fill_header(&self.node, &mut resp.header);
                 Ok(Response::new(resp))
@@ -73,9 +86,13 @@ impl Kv for KvService {
         &self,
         request: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
-        let req = request.into_inner();
+        let (metadata, _, req) = request.into_parts();
         validate::check_delete(&req)?;
-        match self.propose(cairn_mvcc::Command::DeleteRange(req)).await? {
+        let caller = self.node.caller(&metadata).await?;
+        match self
+            .propose(cairn_mvcc::Command::DeleteRange(req), caller)
+            .await?
+        {
             CommandResult::DeleteRange(mut resp) => {
                 fill_header(&self.node, &mut resp.header);
                 Ok(Response::new(resp))
@@ -85,12 +102,13 @@ impl Kv for KvService {
     }
 
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
-        let req = request.into_inner();
+        let (metadata, _, req) = request.into_parts();
         validate::check_txn(&req, self.node.limits.max_txn_ops)?;
+        let caller = self.node.caller(&metadata).await?;
         if crate::alarms::txn_puts(&req) {
             self.node.check_quota().await?;
         }
-        match self.propose(cairn_mvcc::Command::Txn(req)).await? {
+        match self.propose(cairn_mvcc::Command::Txn(req), caller).await? {
             CommandResult::Txn(mut resp) => {
                 fill_txn_headers(&self.node, &mut resp);
                 Ok(Response::new(resp))
@@ -103,8 +121,12 @@ impl Kv for KvService {
         &self,
         request: Request<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
-        let req = request.into_inner();
-        match self.propose(cairn_mvcc::Command::Compact(req)).await? {
+        let (metadata, _, req) = request.into_parts();
+        let caller = self.node.caller(&metadata).await?;
+        match self
+            .propose(cairn_mvcc::Command::Compact(req), caller)
+            .await?
+        {
             CommandResult::Compact(mut resp) => {
                 fill_header(&self.node, &mut resp.header);
                 Ok(Response::new(resp))

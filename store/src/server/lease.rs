@@ -94,7 +94,8 @@ impl Lease for LeaseService {
         &self,
         request: Request<LeaseGrantRequest>,
     ) -> Result<Response<LeaseGrantResponse>, Status> {
-        let req = request.into_inner();
+        let (metadata, _, req) = request.into_parts();
+        let caller = self.node.caller(&metadata).await?;
         if req.ttl > MAX_LEASE_TTL {
             return Err(EtcdError::LeaseTtlTooLarge.into());
         }
@@ -104,7 +105,7 @@ impl Lease for LeaseService {
         loop {
             let chosen = req.id == 0;
             let id = if chosen { self.ids.next() } else { req.id };
-            let cmd = Command::Kv(cairn_mvcc::Command::LeaseGrant { id, ttl });
+            let cmd = Command::Kv(cairn_mvcc::Command::LeaseGrant { id, ttl }).by(caller.clone());
             match self.node.propose(cmd).await? {
                 CommandResult::LeaseGrant(mut resp) => {
                     fill_header(&self.node, &mut resp.header);
@@ -121,8 +122,10 @@ impl Lease for LeaseService {
         &self,
         request: Request<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
+        let caller = self.node.caller(request.metadata()).await?;
         let id = request.into_inner().id;
-        let cmd = Command::Kv(cairn_mvcc::Command::LeaseRevoke { id });
+        // Checked when applied: write permission on every key attached to the lease.
+        let cmd = Command::Kv(cairn_mvcc::Command::LeaseRevoke { id }).by(caller);
         match self.node.propose(cmd).await? {
             CommandResult::LeaseRevoke(mut resp) => {
                 fill_header(&self.node, &mut resp.header);

@@ -17,8 +17,9 @@ pub struct LockService {
 impl Lock for LockService {
     /// Blocks until the lock is held. If the client cancels first, its waiter key is removed.
     async fn lock(&self, request: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
+        let client = self.client.for_caller(request.metadata());
         let req = request.into_inner();
-        let (header, key) = mutex::lock(&self.client, &req.name, req.lease)
+        let (header, key) = mutex::lock(&client, &req.name, req.lease)
             .await
             .map_err(through_v3client)?;
         Ok(Response::new(LockResponse { header, key }))
@@ -28,7 +29,8 @@ impl Lock for LockService {
         &self,
         request: Request<UnlockRequest>,
     ) -> Result<Response<UnlockResponse>, Status> {
-        let header = mutex::unlock(&self.client, &request.into_inner().key)
+        let client = self.client.for_caller(request.metadata());
+        let header = mutex::unlock(&client, &request.into_inner().key)
             .await
             .map_err(through_v3client)?;
         Ok(Response::new(UnlockResponse { header }))

@@ -3,6 +3,7 @@
 //! [`start`] returns once every listener is bound, so tests can start a member in-process
 //! and use it at once; [`Server::shutdown`] stops it cleanly (the same path SIGTERM takes).
 
+pub mod auth;
 pub mod cluster;
 pub mod election;
 pub mod errors;
@@ -11,6 +12,7 @@ pub mod kv;
 pub mod lease;
 pub mod lock;
 pub mod maintenance;
+pub mod maintenance_auth;
 pub mod membership;
 pub mod validate;
 pub mod watch;
@@ -22,6 +24,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use cairn_proto::cairnraftpb::raft_peer_server::RaftPeerServer;
+use cairn_proto::etcdserverpb::auth_server::AuthServer;
 use cairn_proto::etcdserverpb::cluster_server::ClusterServer;
 use cairn_proto::etcdserverpb::kv_server::KvServer;
 use cairn_proto::etcdserverpb::lease_server::LeaseServer;
@@ -131,8 +134,13 @@ pub async fn start(cfg: Config) -> anyhow::Result<Server> {
     let sm = sm.with_watch_hub(watch_hub.clone());
     let alarms = Arc::new(crate::alarms::Alarms::default());
     let apply_gate = crate::defrag::ApplyGate::default();
+    let auth = Arc::new(crate::auth::Auth::new(
+        Duration::from_secs(cfg.auth_token_ttl),
+        cfg.bcrypt_cost,
+    ));
     let sm = sm
         .with_alarms(alarms.clone())?
+        .with_auth(auth.clone())?
         .with_metrics(metrics.clone())
         .with_apply_gate(apply_gate.clone());
 
@@ -189,6 +197,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Server> {
         .with_watch_hub(watch_hub)
         .with_alarms(alarms)
         .with_apply_gate(apply_gate)
+        .with_auth(auth)
         .with_server_metrics(metrics.clone()),
     );
     let http_state = Arc::new(HttpState {
@@ -256,12 +265,15 @@ pub async fn start(cfg: Config) -> anyhow::Result<Server> {
         client_addrs.push(listener.local_addr()?);
         let kv = KvServer::new(kv::KvService { node: node.clone() })
             .max_decoding_message_size(max_message);
-        let maintenance = MaintenanceServer::new(maintenance::MaintenanceService {
-            node: node.clone(),
-            quota_bytes: cfg.quota_bytes(),
+        let maintenance = MaintenanceServer::new(maintenance_auth::AuthMaintenance {
+            inner: maintenance::MaintenanceService {
+                node: node.clone(),
+                quota_bytes: cfg.quota_bytes(),
+            },
         })
         .max_decoding_message_size(max_message);
         let cluster = ClusterServer::new(cluster::ClusterService { node: node.clone() });
+        let auth = AuthServer::new(auth::AuthService { node: node.clone() });
         let recipes = crate::concurrency::client::Client::new(node.clone(), stop_rx.clone());
         let election = ElectionServer::new(election::ElectionService {
             client: recipes.clone(),
@@ -289,6 +301,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Server> {
             .add_service(kv)
             .add_service(maintenance)
             .add_service(cluster)
+            .add_service(auth)
             .add_service(lease)
             .add_service(election)
             .add_service(lock)

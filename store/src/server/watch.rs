@@ -20,6 +20,7 @@ use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::errors::EtcdError;
+use crate::auth::{Access, Caller};
 use crate::node::Node;
 use crate::watch::response::Refusal;
 use crate::watch::{self as hub, CreateWatch, StreamOptions};
@@ -54,8 +55,19 @@ impl Watch for WatchService {
         if require_leader && !self.node.has_leader() {
             return Err(EtcdError::NoLeader.into());
         }
-        let requests = request.into_inner().filter_map(|r| match r {
-            Ok(req) => decode(req).map(Ok),
+        // The token is looked at again for every create, as etcd does: auth may be enabled,
+        // or the token expire, while the stream lives.
+        let token = crate::auth::token_of(request.metadata()).map(str::to_string);
+        if let (true, Some(t)) = (self.node.auth.is_enabled(), &token) {
+            // On a member that has not applied the entry that issued it yet, wait for it
+            // once; a token it still does not know refuses every create below.
+            let _ = self.node.caller_for_token(t).await;
+        }
+        let node = self.node.clone();
+        let permitted =
+            move |key: &[u8], range_end: &[u8]| read_permitted(&node, &token, key, range_end);
+        let requests = request.into_inner().filter_map(move |r| match r {
+            Ok(req) => decode(req, &permitted).map(Ok),
             Err(status) => Some(Err(status)),
         });
         let (tx, rx) = mpsc::channel(RESPONSE_QUEUE);
@@ -106,18 +118,44 @@ async fn close_on_leader_loss(
     }
 }
 
+/// Whether the stream's caller may watch the range (etcd's `isWatchPermitted`).
+fn read_permitted(
+    node: &Node,
+    token: &Option<String>,
+    key: &[u8],
+    range_end: &[u8],
+) -> Result<(), EtcdError> {
+    if !node.auth.is_enabled() {
+        return Ok(());
+    }
+    let caller = match token {
+        None => Caller::anonymous(),
+        Some(t) => node.auth.caller_for_token(t)?,
+    };
+    node.auth.check_op(&caller, Access::Read, key, range_end)
+}
+
+/// Checks a create request's range against the caller's permissions.
+type Permitted<'a> = dyn Fn(&[u8], &[u8]) -> Result<(), EtcdError> + 'a;
+
 /// A request as the stream task takes it; `None` for a message without a request, which
 /// etcd ignores.
-fn decode(req: WatchRequest) -> Option<hub::Request> {
+fn decode(req: WatchRequest, permitted: &Permitted<'_>) -> Option<hub::Request> {
     Some(match req.request_union? {
-        RequestUnion::CreateRequest(c) => create(c),
+        RequestUnion::CreateRequest(c) => create(c, permitted),
         RequestUnion::CancelRequest(c) => hub::Request::Cancel(c.watch_id),
         RequestUnion::ProgressRequest(_) => hub::Request::Progress,
     })
 }
 
-fn create(c: WatchCreateRequest) -> hub::Request {
+fn create(c: WatchCreateRequest, permitted: &Permitted<'_>) -> hub::Request {
     let key = if c.key.is_empty() { vec![0] } else { c.key };
+    // etcd checks the range after its normalization, where a `range_end` of "\0" becomes
+    // empty and only `key` itself is checked; here "\0" stays open-ended, so watching every
+    // key from `key` on needs read permission on all of them.
+    if let Err(e) = permitted(&key, &c.range_end) {
+        return hub::Request::Refuse(Refusal::Denied(e));
+    }
     if KeyRange::new(&key, &c.range_end) == KeyRange::Empty {
         return hub::Request::Refuse(Refusal::EmptyRange);
     }
@@ -146,6 +184,35 @@ mod tests {
             range_end: end.to_vec(),
             ..Default::default()
         }
+    }
+
+    fn anyone(_: &[u8], _: &[u8]) -> Result<(), EtcdError> {
+        Ok(())
+    }
+
+    fn create(c: WatchCreateRequest) -> hub::Request {
+        super::create(c, &anyone)
+    }
+
+    fn decode(r: WatchRequest) -> Option<hub::Request> {
+        super::decode(r, &anyone)
+    }
+
+    #[test]
+    fn creates_the_caller_may_not_read_are_refused_with_etcds_text() {
+        let deny = |_: &[u8], _: &[u8]| Err(EtcdError::PermissionDenied);
+        let refused = super::create(req("a", b""), &deny);
+        assert_eq!(
+            refused,
+            hub::Request::Refuse(Refusal::Denied(EtcdError::PermissionDenied))
+        );
+        let hub::Request::Refuse(why) = refused else {
+            unreachable!()
+        };
+        assert_eq!(
+            why.to_string(),
+            "rpc error: code = PermissionDenied desc = etcdserver: permission denied"
+        );
     }
 
     #[test]

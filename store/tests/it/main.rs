@@ -1,4 +1,6 @@
 //! cairn-store integration tests, one binary:
+//! - `auth`: users, roles and permissions once auth is enabled — every service checked, tokens
+//!   on followers and their expiry, restart, the JSON gateway's Authorization header;
 //! - `single_node`: every KV field against an in-process member, through a gRPC client;
 //! - `http`: the HTTP side of the client port over plain HTTP/1.1 — `/health`, the probes,
 //!   the Prometheus page and the JSON gateway;
@@ -12,6 +14,7 @@
 //! - `watch`: the Watch service — every option, exactly-once delivery, history replay,
 //!   compaction, thousands of watchers, a slow reader, watches on a follower.
 
+mod auth;
 mod defrag;
 mod election;
 mod harness;
