@@ -16,6 +16,8 @@
 //!   transport and the entry/command encodings;
 //! - [`node`]: a running member — proposing writes (forwarded to the leader from a follower)
 //!   and linearizable read barriers;
+//! - [`tls`]: transport security for the client and peer ports (etcd's `--cert-file` ...
+//!   `--peer-auto-tls`): server configs, the TLS accept path and the peer dialer's config;
 //! - [`server`]: startup and the client-facing gRPC services (KV, Watch, Lease, Election, Lock,
 //!   Maintenance, Cluster), with request validation and the single table of etcd error codes
 //!   and messages;
@@ -36,6 +38,7 @@ pub mod metrics;
 pub mod node;
 pub mod raft;
 pub mod server;
+pub mod tls;
 pub mod watch;
 
 pub use config::Config;

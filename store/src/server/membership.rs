@@ -356,6 +356,7 @@ pub fn encode_members(node: &Node) -> Vec<u8> {
 /// Learns this member's id and the cluster id from a running member, for
 /// `--initial-cluster-state existing`: the member whose peer URLs are ours is us.
 pub async fn discover_identity(
+    dialer: &crate::raft::network::PeerDialer,
     peers: &[String],
     my_peer_urls: &[String],
 ) -> anyhow::Result<identity::Identity> {
@@ -370,8 +371,12 @@ pub async fn discover_identity(
                 peer_urls: vec![url.clone()],
                 voter_pending: false,
             };
-            let Ok(channel) = crate::raft::network::peer_channel(&probe) else {
-                continue;
+            let channel = match dialer.channel(&probe) {
+                Ok(channel) => channel,
+                Err(e) => {
+                    last_err = e;
+                    continue;
+                }
             };
             let answer = RaftPeerClient::new(channel)
                 .forward(ForwardRequest {
