@@ -16,11 +16,11 @@
 //!   transport and the entry/command encodings;
 //! - [`node`]: a running member — proposing writes (forwarded to the leader from a follower)
 //!   and linearizable read barriers;
-//! - [`tls`]: transport security for the client and peer ports (etcd's `--cert-file` ...
-//!   `--peer-auto-tls`): server configs, the TLS accept path and the peer dialer's config;
 //! - [`server`]: startup and the client-facing gRPC services (KV, Watch, Lease, Election, Lock,
 //!   Maintenance, Cluster), with request validation and the single table of etcd error codes
 //!   and messages;
+//! - [`tls`]: transport security for the client and peer ports (etcd's `--cert-file` ...
+//!   `--peer-auto-tls`): server configs, the TLS accept path and the peer dialer's config;
 //! - [`watch`]: the watch hub the apply loop publishes events into, and the per-stream
 //!   tasks that serve watchers from it or, when they are behind, from redb.
 //!

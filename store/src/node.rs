@@ -181,6 +181,13 @@ impl Node {
         let limit = Duration::from_millis(2 * self.raft.config().election_timeout_max);
         self.with_metrics(|m| match m.current_leader {
             None => false,
+            // A sole voter is its own quorum: nothing acknowledges it while it is idle.
+            Some(leader)
+                if leader == self.id
+                    && m.membership_config.membership().voter_ids().eq([self.id]) =>
+            {
+                true
+            }
             Some(leader) if leader == self.id => m
                 .last_quorum_acked
                 .as_ref()

@@ -8,6 +8,8 @@
 //!   compared;
 //! - `etcdctl_lease`: `etcdctl lease ...` side by side, `etcdctl elect` and `etcdctl lock`;
 //! - `etcdctl`: the real `etcdctl` binary against cairn-store (`etcdctl watch` included);
+//! - `etcdctl_tls`: `etcdctl --cacert --cert --key` and curl over TLS against etcd and
+//!   cairn-store started with the same certificates and `--client-cert-auth`;
 //! - `watch_side_by_side`: one watch stream doing the same things against etcd and
 //!   cairn-store, responses compared.
 //!
@@ -18,6 +20,7 @@ mod etcd_client_crate;
 mod etcdctl;
 mod etcdctl_lease;
 mod etcdctl_ops;
+mod etcdctl_tls;
 mod gateway_side_by_side;
 mod harness;
 mod lease_side_by_side;

@@ -452,3 +452,33 @@ async fn peer_auto_tls_from_environment_variables() {
     let fixture = |m: &Member| -> PathBuf { m.data_dir.join("fixtures/peer/cert.pem") };
     assert!(members.iter().all(|m| Path::exists(&fixture(m))));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_client_cert_auth_keeps_out_a_member_with_a_foreign_certificate() {
+    let pki = Pki::new();
+    let stranger = Pki::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut members = cluster(&["f1", "f2", "f3"], dir.path());
+    https_peers(&mut members);
+    phase("f3 trusts the cluster's CA but its own peer certificate comes from another CA");
+    for (i, m) in members.iter_mut().enumerate() {
+        m.extra = peer_flags(&pki);
+        if i == 2 {
+            m.extra[1] = stranger.path("server.pem");
+            m.extra[3] = stranger.path("server-key.pem");
+        }
+        m.start();
+    }
+    phase("f1 and f2 are a quorum and replicate between themselves");
+    agreed_leader(&members[..2]).await;
+    replicates(&members[..2]).await;
+    phase("f1 and f2 refuse f3's certificate at every handshake: f3 never gets the write");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut kv = crate::harness::kv(&members[2].client_url).await;
+    let serializable = RangeRequest {
+        serializable: true,
+        ..get("replicated")
+    };
+    let got = kv.range(serializable).await.expect("range").into_inner();
+    assert!(got.kvs.is_empty(), "f3 must not have joined");
+}
