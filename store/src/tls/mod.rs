@@ -89,11 +89,6 @@ pub enum TlsError {
         side: &'static str,
         source: rcgen::Error,
     },
-    #[error(
-        "no --peer-trusted-ca-file and no system CA certificates found: peers' certificates \
-         cannot be verified"
-    )]
-    NoPeerRoots,
 }
 
 /// The TLS configs a member runs with; `None` where its flags and URLs need none.
