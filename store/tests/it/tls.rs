@@ -3,14 +3,16 @@
 //! and `/health` over an `https` client URL, plaintext and untrusted clients being refused,
 //! `--client-cert-auth` refusing clients without a certificate at the handshake, an `https`
 //! metrics URL, and 3-member clusters whose peers talk TLS (given certificates with
-//! `--peer-client-cert-auth`, and `--peer-auto-tls` from `ETCD_*` variables).
+//! `--peer-client-cert-auth`, a fourth member joining through `member add`, a member with a
+//! foreign certificate kept out, and `--peer-auto-tls` from `ETCD_*` variables).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cairn_proto::etcdserverpb::cluster_client::ClusterClient;
 use cairn_proto::etcdserverpb::kv_client::KvClient;
-use cairn_proto::etcdserverpb::RangeRequest;
+use cairn_proto::etcdserverpb::{MemberAddRequest, RangeRequest};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
@@ -434,6 +436,28 @@ async fn three_members_with_peer_tls_elect_a_leader_and_replicate() {
     let leader = agreed_leader(&members).await;
     assert_ne!(leader, 0);
     phase("a write through one member reaches the others over TLS");
+    replicates(&members).await;
+
+    phase("member add p4, which learns its id from the others over TLS and catches up");
+    let mut p4 = Member::new("p4", dir.path());
+    p4.peer_url = p4.peer_url.replace("http://", "https://");
+    let ch = crate::harness::channel(&members[1].client_url)
+        .await
+        .expect("connect");
+    ClusterClient::new(ch)
+        .member_add(MemberAddRequest {
+            peer_ur_ls: vec![p4.peer_url.clone()],
+            is_learner: false,
+        })
+        .await
+        .expect("member add");
+    p4.cluster = format!("{},p4={}", members[0].cluster, p4.peer_url);
+    p4.extra = peer_flags(&pki);
+    p4.extra
+        .extend(["--initial-cluster-state".into(), "existing".into()]);
+    p4.start();
+    crate::harness::wait_ready(&p4.client_url, Duration::from_secs(20)).await;
+    members.push(p4);
     replicates(&members).await;
 }
 
