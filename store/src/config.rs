@@ -145,6 +145,10 @@ pub struct Config {
     /// Logger; only 'zap' (structured) is known, accepted for compatibility.
     #[arg(long, env = "ETCD_LOGGER", default_value = "zap")]
     pub logger: String,
+
+    /// Transport security (`--cert-file` ... `--peer-auto-tls`).
+    #[command(flatten)]
+    pub tls: crate::tls::TlsFlags,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -177,6 +181,18 @@ pub enum ConfigError {
     Auth(String),
     #[error("--election-timeout[{election}ms] should be at least as 5 times as --heartbeat-interval[{heartbeat}ms]")]
     Timeouts { election: u64, heartbeat: u64 },
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+}
+
+/// One listen URL: where to bind and whether it speaks TLS (`https`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenUrl {
+    pub url: String,
+    /// The URL's host as written (for auto TLS certificates).
+    pub host: String,
+    pub addr: SocketAddr,
+    pub secure: bool,
 }
 
 /// One member of `--initial-cluster`.
@@ -219,9 +235,11 @@ impl Config {
                 heartbeat: self.heartbeat_interval,
             });
         }
-        self.client_listen_addrs()?;
-        self.peer_listen_addrs()?;
-        self.metrics_listen_addrs()?;
+        self.tls.validate(
+            &self.client_listen_urls()?,
+            &self.metrics_listen_urls()?,
+            &self.peer_listen_urls()?,
+        )?;
         let members = self.initial_members()?;
         let me = members
             .iter()
@@ -282,6 +300,18 @@ impl Config {
 
     pub fn peer_listen_addrs(&self) -> Result<Vec<SocketAddr>, ConfigError> {
         listen_addrs(&self.listen_peer_urls)
+    }
+
+    pub fn client_listen_urls(&self) -> Result<Vec<ListenUrl>, ConfigError> {
+        listen_urls(&self.listen_client_urls)
+    }
+
+    pub fn metrics_listen_urls(&self) -> Result<Vec<ListenUrl>, ConfigError> {
+        listen_urls(&self.listen_metrics_urls)
+    }
+
+    pub fn peer_listen_urls(&self) -> Result<Vec<ListenUrl>, ConfigError> {
+        listen_urls(&self.listen_peer_urls)
     }
 
     pub fn advertise_client_urls(&self) -> Vec<String> {
@@ -393,19 +423,28 @@ pub fn parse_url(url: &str) -> Result<(String, String, u16), ConfigError> {
 }
 
 fn listen_addrs(urls: &str) -> Result<Vec<SocketAddr>, ConfigError> {
+    Ok(listen_urls(urls)?.into_iter().map(|u| u.addr).collect())
+}
+
+fn listen_urls(urls: &str) -> Result<Vec<ListenUrl>, ConfigError> {
     let mut out = Vec::new();
     for url in split_urls(urls) {
-        let (_, host, port) = parse_url(&url)?;
-        let host = match host.as_str() {
-            "localhost" => "127.0.0.1".to_string(),
-            "" => "0.0.0.0".to_string(),
-            h => h.to_string(),
+        let (scheme, host, port) = parse_url(&url)?;
+        let ip = match host.as_str() {
+            "localhost" => "127.0.0.1",
+            "" => "0.0.0.0",
+            h => h,
         };
-        let ip: std::net::IpAddr = host.parse().map_err(|_| ConfigError::BadUrl {
+        let ip: std::net::IpAddr = ip.parse().map_err(|_| ConfigError::BadUrl {
             url: url.clone(),
             reason: "listen URLs must use an IP address or localhost".into(),
         })?;
-        out.push(SocketAddr::new(ip, port));
+        out.push(ListenUrl {
+            secure: scheme == "https" || scheme == "unixs",
+            addr: SocketAddr::new(ip, port),
+            host,
+            url,
+        });
     }
     Ok(out)
 }

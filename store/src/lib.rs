@@ -22,6 +22,8 @@
 //! - [`server`]: startup and the client-facing gRPC services (KV, Watch, Lease, Election, Lock,
 //!   Maintenance, Cluster, Auth), with request validation and the single table of etcd error codes
 //!   and messages;
+//! - [`tls`]: transport security for the client and peer ports (etcd's `--cert-file` ...
+//!   `--peer-auto-tls`): server configs, the TLS accept path and the peer dialer's config;
 //! - [`watch`]: the watch hub the apply loop publishes events into, and the per-stream
 //!   tasks that serve watchers from it or, when they are behind, from redb.
 //!
@@ -41,6 +43,7 @@ pub mod metrics;
 pub mod node;
 pub mod raft;
 pub mod server;
+pub mod tls;
 pub mod watch;
 
 pub use config::Config;

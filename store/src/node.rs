@@ -26,7 +26,7 @@ use crate::auth::{Auth, Caller};
 use crate::metrics::Metrics;
 use crate::raft::codec::Reader;
 use crate::raft::command::encode_error;
-use crate::raft::network::peer_channel;
+use crate::raft::network::PeerDialer;
 use crate::raft::{Command, CommandResult, Member, MemberId, Raft};
 use crate::server::errors::EtcdError;
 use crate::watch::WatchHub;
@@ -76,6 +76,8 @@ pub struct Node {
     /// Counters for `/metrics` (proposals pending and failed here; see [`Metrics`]).
     pub metrics: Arc<Metrics>,
     peers: Mutex<HashMap<MemberId, RaftPeerClient<Channel>>>,
+    /// Makes the connections to the leader for forwarded requests.
+    dialer: PeerDialer,
 }
 
 impl Node {
@@ -111,7 +113,14 @@ impl Node {
             started: Instant::now(),
             metrics: Arc::new(Metrics::default()),
             peers: Mutex::new(HashMap::new()),
+            dialer: PeerDialer::default(),
         }
+    }
+
+    /// Dials peers with `dialer` (which holds the peer TLS config).
+    pub fn with_dialer(mut self, dialer: PeerDialer) -> Self {
+        self.dialer = dialer;
+        self
     }
 
     /// Checks writes against `alarms`, which the state machine keeps up to date.
@@ -234,6 +243,13 @@ impl Node {
         let limit = Duration::from_millis(2 * self.raft.config().election_timeout_max);
         self.with_metrics(|m| match m.current_leader {
             None => false,
+            // A sole voter is its own quorum: nothing acknowledges it while it is idle.
+            Some(leader)
+                if leader == self.id
+                    && m.membership_config.membership().voter_ids().eq([self.id]) =>
+            {
+                true
+            }
             Some(leader) if leader == self.id => m
                 .last_quorum_acked
                 .as_ref()
@@ -428,7 +444,7 @@ impl Node {
             return Ok(c.clone());
         }
         let max = self.limits.max_request_bytes + 1024 * 1024;
-        let client = RaftPeerClient::new(peer_channel(node)?)
+        let client = RaftPeerClient::new(self.dialer.channel(node)?)
             .max_decoding_message_size(max)
             .max_encoding_message_size(max);
         peers.insert(id, client.clone());

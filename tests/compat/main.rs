@@ -15,6 +15,8 @@
 //!   (`cluster` starts them);
 //! - `etcdctl_auth`: the "enable auth" runbook (users, roles, permissions, `--user` reads
 //!   and writes, denials) with etcdctl side by side against etcd and cairn-store;
+//! - `etcdctl_tls`: `etcdctl --cacert --cert --key` and curl over TLS against etcd and
+//!   cairn-store started with the same certificates and `--client-cert-auth`;
 //! - `watch_side_by_side`: one watch stream doing the same things against etcd and
 //!   cairn-store, responses compared.
 //!
@@ -28,6 +30,7 @@ mod etcdctl_cluster;
 mod etcdctl_auth;
 mod etcdctl_lease;
 mod etcdctl_ops;
+mod etcdctl_tls;
 mod gateway_side_by_side;
 mod harness;
 mod lease_side_by_side;

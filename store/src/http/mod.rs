@@ -221,14 +221,17 @@ where
 }
 
 /// Serves `/health`, `/livez`, `/readyz`, `/metrics` and `/version` on a
-/// `--listen-metrics-urls` listener until `stop` turns true.
+/// `--listen-metrics-urls` listener until `stop` turns true; over TLS with `tls` (an `https`
+/// metrics URL, which takes the client port's settings, as in etcd).
 pub fn serve_metrics(
     listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     state: Arc<HttpState>,
     mut stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
         let mut connections = tokio::task::JoinSet::new();
         loop {
             let (stream, peer): (_, SocketAddr) = tokio::select! {
@@ -248,11 +251,25 @@ pub fn serve_metrics(
                 let state = state.clone();
                 async move { Ok::<_, Infallible>(handle(state, req.map(Body::new), None).await) }
             });
-            let conn = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .into_owned();
+            let builder = builder.clone();
+            let acceptor = acceptor.clone();
             connections.spawn(async move {
-                if let Err(e) = conn.await {
+                let served = match acceptor {
+                    None => {
+                        builder
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await
+                    }
+                    Some(acceptor) => {
+                        let Some(tls) =
+                            crate::tls::acceptor::handshake(&acceptor, stream, peer).await
+                        else {
+                            return;
+                        };
+                        builder.serve_connection(TokioIo::new(tls), service).await
+                    }
+                };
+                if let Err(e) = served {
                     tracing::debug!(%peer, "metrics connection: {e}");
                 }
             });
@@ -271,24 +288,39 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 pub type ClientRouter =
     tonic::transport::server::Router<tower_layer::Stack<ClientLayer, tower_layer::Identity>>;
 
-/// Serves the client port (gRPC and HTTP) until `stop` turns true.
+/// Serves the client port (gRPC and HTTP) until `stop` turns true; over TLS with `tls` (an
+/// `https` client URL), where ALPN offers both h2 and http/1.1 so the same split applies.
 pub fn serve_client(
     router: ClientRouter,
     listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     mut stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        // The builder's tcp_nodelay does not reach sockets accepted here; without it Nagle's
-        // algorithm holds a response's trailers back until the client's delayed ACK (~40 ms).
-        // Every connection gets its `:authority` repaired if a client sent a URL there.
-        let incoming = tokio_stream::StreamExt::map(
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-            |conn| conn.map(authority::AuthorityFix::new),
-        );
         let signal = async move {
             let _ = stop.wait_for(|s| *s).await;
         };
-        if let Err(e) = router.serve_with_incoming_shutdown(incoming, signal).await {
+        // Every connection gets its `:authority` repaired if a client sent a URL there.
+        let served = match tls {
+            Some(tls) => {
+                let incoming = tokio_stream::StreamExt::map(
+                    crate::tls::acceptor::incoming(listener, tls),
+                    |conn| conn.map(authority::AuthorityFix::new),
+                );
+                router.serve_with_incoming_shutdown(incoming, signal).await
+            }
+            None => {
+                // The builder's tcp_nodelay does not reach sockets accepted here; without it
+                // Nagle's algorithm holds a response's trailers back until the client's
+                // delayed ACK (~40 ms).
+                let incoming = tokio_stream::StreamExt::map(
+                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+                    |conn| conn.map(authority::AuthorityFix::new),
+                );
+                router.serve_with_incoming_shutdown(incoming, signal).await
+            }
+        };
+        if let Err(e) = served {
             tracing::error!("client server stopped: {e}");
         }
     })

@@ -3,8 +3,13 @@
 //!
 //! One lazily connected HTTP/2 channel per peer carries every RPC to it; tonic reconnects by
 //! itself after a failure. Messages are encoded by [`super::codec`].
+//!
+//! Every connection to a peer — Raft messages here, forwarded requests
+//! ([`crate::node::Node`]), identity discovery ([`crate::server::membership`]) — is made by a
+//! [`PeerDialer`], which alone decides between plain HTTP/2 and TLS from the URL's scheme.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_proto::cairnraftpb::raft_peer_client::RaftPeerClient;
@@ -22,6 +27,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::codec::{self, Writer};
 use super::{Member, MemberId, TypeConfig, Vote};
+use crate::tls::connector::TlsConnector;
 
 /// Snapshot stream chunk size.
 const SNAPSHOT_CHUNK: usize = 1024 * 1024;
@@ -31,29 +37,53 @@ const SNAPSHOT_CHUNK: usize = 1024 * 1024;
 pub struct PeerNetwork {
     /// Upper bound on a peer message, which carries a batch of log entries.
     pub max_message_bytes: usize,
+    pub dialer: PeerDialer,
 }
 
 impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: MemberId, node: &Member) -> PeerClient {
-        PeerClient::new(target, node, self.max_message_bytes)
+        PeerClient::new(target, node, &self.dialer, self.max_message_bytes)
     }
 }
 
-/// Connects to the first usable peer URL of a member.
-pub fn peer_channel(node: &Member) -> Result<Channel, String> {
-    let url = node
-        .peer_urls
-        .first()
-        .ok_or_else(|| format!("member {} has no peer URL", node.name))?;
-    let endpoint = Endpoint::from_shared(url.clone())
-        .map_err(|e| format!("bad peer URL {url}: {e}"))?
-        .connect_timeout(Duration::from_secs(1))
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_while_idle(true);
-    Ok(endpoint.connect_lazy())
+/// Makes the channels to other members: `http` peer URLs get plain HTTP/2, `https` ones
+/// TLS with this member's peer config (`--peer-*` flags).
+#[derive(Clone, Default)]
+pub struct PeerDialer {
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl PeerDialer {
+    /// A dialer for `https` peers with `tls`; without it only `http` peers can be dialed.
+    pub fn new(tls: Option<Arc<rustls::ClientConfig>>) -> Self {
+        Self { tls }
+    }
+
+    /// Connects (lazily) to the first peer URL of a member.
+    pub fn channel(&self, node: &Member) -> Result<Channel, String> {
+        let url = node
+            .peer_urls
+            .first()
+            .ok_or_else(|| format!("member {} has no peer URL", node.name))?;
+        let endpoint = Endpoint::from_shared(url.clone())
+            .map_err(|e| format!("bad peer URL {url}: {e}"))?
+            .connect_timeout(Duration::from_secs(1))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_while_idle(true);
+        if !url.starts_with("https://") {
+            return Ok(endpoint.connect_lazy());
+        }
+        let tls = self.tls.clone().ok_or_else(|| {
+            format!(
+                "peer URL {url} is https but no peer TLS is configured (--peer-trusted-ca-file, \
+                 --peer-cert-file and --peer-key-file, or --peer-auto-tls)"
+            )
+        })?;
+        Ok(endpoint.connect_with_connector_lazy(TlsConnector::new(tls)))
+    }
 }
 
 pub struct PeerClient {
@@ -62,8 +92,8 @@ pub struct PeerClient {
 }
 
 impl PeerClient {
-    fn new(target: MemberId, node: &Member, max_message_bytes: usize) -> Self {
-        let client = peer_channel(node).map(|ch| {
+    fn new(target: MemberId, node: &Member, dialer: &PeerDialer, max_message_bytes: usize) -> Self {
+        let client = dialer.channel(node).map(|ch| {
             RaftPeerClient::new(ch)
                 .max_decoding_message_size(max_message_bytes)
                 .max_encoding_message_size(max_message_bytes)

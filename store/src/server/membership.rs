@@ -18,7 +18,7 @@ use cairn_proto::etcdserverpb::{
     MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse, MemberUpdateRequest,
     MemberUpdateResponse,
 };
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::ChangeMembers;
 use prost::Message;
 
@@ -83,6 +83,32 @@ fn write_error(
         }
         RaftError::APIError(e) => EtcdError::Internal(e.to_string()),
         RaftError::Fatal(_) => EtcdError::Stopped,
+    }
+}
+
+type WriteResult<T> =
+    Result<T, RaftError<crate::raft::TypeConfig, ClientWriteError<crate::raft::TypeConfig>>>;
+
+/// Runs one membership change, waiting while an earlier one is still being committed (such
+/// as the leader's promotion of a caught-up member, two joint-consensus entries): etcd applies
+/// configuration changes one after another, so a client never sees "already undergoing a
+/// configuration change". Gives up after the request timeout.
+async fn one_at_a_time<T, F, Fut>(node: &Node, change: F) -> Result<T, EtcdError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = WriteResult<T>>,
+{
+    let deadline = tokio::time::Instant::now() + node.limits.request_timeout;
+    loop {
+        match change().await {
+            Ok(done) => return Ok(done),
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                ChangeMembershipError::InProgress(_),
+            ))) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => return Err(write_error(e)),
+        }
     }
 }
 
@@ -218,10 +244,7 @@ async fn add(node: &Node, req: MemberAddRequest) -> Result<PbMember, EtcdError> 
         peer_urls: req.peer_ur_ls.clone(),
         voter_pending: !req.is_learner,
     };
-    node.raft
-        .add_learner(id, member, false)
-        .await
-        .map_err(write_error)?;
+    one_at_a_time(node, || node.raft.add_learner(id, member.clone(), false)).await?;
     Ok(PbMember {
         id,
         name: String::new(),
@@ -242,10 +265,7 @@ async fn remove(node: &Node, id: MemberId) -> Result<(), EtcdError> {
     } else {
         ChangeMembers::RemoveNodes(BTreeSet::from([id]))
     };
-    node.raft
-        .change_membership(change, false)
-        .await
-        .map_err(write_error)?;
+    one_at_a_time(node, || node.raft.change_membership(change.clone(), false)).await?;
     Ok(())
 }
 
@@ -265,13 +285,8 @@ async fn update(node: &Node, id: MemberId, peer_urls: Vec<String>) -> Result<(),
         peer_urls,
         ..current
     };
-    node.raft
-        .change_membership(
-            ChangeMembers::SetNodes(BTreeMap::from([(id, updated)])),
-            true,
-        )
-        .await
-        .map_err(write_error)?;
+    let change = ChangeMembers::SetNodes(BTreeMap::from([(id, updated)]));
+    one_at_a_time(node, || node.raft.change_membership(change.clone(), true)).await?;
     Ok(())
 }
 
@@ -300,10 +315,8 @@ async fn promote(node: &Node, id: MemberId) -> Result<(), EtcdError> {
     if !in_sync(node, id) {
         return Err(EtcdError::LearnerNotReady);
     }
-    node.raft
-        .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), true)
-        .await
-        .map_err(write_error)?;
+    let change = ChangeMembers::AddVoterIds(BTreeSet::from([id]));
+    one_at_a_time(node, || node.raft.change_membership(change.clone(), true)).await?;
     Ok(())
 }
 
@@ -356,6 +369,7 @@ pub fn encode_members(node: &Node) -> Vec<u8> {
 /// Learns this member's id and the cluster id from a running member, for
 /// `--initial-cluster-state existing`: the member whose peer URLs are ours is us.
 pub async fn discover_identity(
+    dialer: &crate::raft::network::PeerDialer,
     peers: &[String],
     my_peer_urls: &[String],
 ) -> anyhow::Result<identity::Identity> {
@@ -370,8 +384,12 @@ pub async fn discover_identity(
                 peer_urls: vec![url.clone()],
                 voter_pending: false,
             };
-            let Ok(channel) = crate::raft::network::peer_channel(&probe) else {
-                continue;
+            let channel = match dialer.channel(&probe) {
+                Ok(channel) => channel,
+                Err(e) => {
+                    last_err = e;
+                    continue;
+                }
             };
             let answer = RaftPeerClient::new(channel)
                 .forward(ForwardRequest {
@@ -398,14 +416,15 @@ pub async fn discover_identity(
                     });
                 }
             }
-            anyhow::bail!(
+            // A follower may not have applied the `member add` yet: ask again.
+            last_err = format!(
                 "the cluster at {url} has no member with peer URLs {my_peer_urls:?}; \
                  add it first with 'etcdctl member add'"
             );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    anyhow::bail!("could not reach any member of --initial-cluster: {last_err}")
+    anyhow::bail!("could not learn this member's id from --initial-cluster: {last_err}")
 }
 
 /// The Cluster service's entry points for the four changes.

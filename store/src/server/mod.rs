@@ -43,10 +43,11 @@ use crate::metrics::timed_fs::TimedFs;
 use crate::metrics::Metrics;
 use crate::node::{Limits, Node};
 use crate::raft::log_store::LogStore;
-use crate::raft::network::PeerNetwork;
+use crate::raft::network::{PeerDialer, PeerNetwork};
 use crate::raft::peer_service::PeerService;
 use crate::raft::state_machine::StateMachine;
 use crate::raft::{Command, Member, Raft};
+use crate::tls::Tls;
 use crate::watch::{StreamOptions, WatchHub};
 
 /// gRPC framing overhead allowed on top of --max-request-bytes (as etcd allows).
@@ -86,6 +87,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<Server> {
         .with_context(|| format!("creating data dir {}", member_dir.display()))?;
 
     let initial = cfg.initial_members()?;
+    let tls = Tls::load(&cfg)?;
+    let dialer = PeerDialer::new(tls.peer_client.clone());
     let ident = match identity::load(&member_dir)? {
         Some(ident) => ident,
         // Joining a running cluster: it already knows our id (from `member add`).
@@ -96,7 +99,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Server> {
                 .flat_map(|m| m.peer_urls.iter().cloned())
                 .filter(|u| !mine.contains(u))
                 .collect();
-            let ident = membership::discover_identity(&others, &mine).await?;
+            let ident = membership::discover_identity(&dialer, &others, &mine).await?;
             identity::store(&member_dir, ident)?;
             ident
         }
@@ -166,6 +169,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Server> {
     let max_message = cfg.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
     let network = PeerNetwork {
         max_message_bytes: max_message * 64,
+        dialer: dialer.clone(),
     };
     let raft: Raft = openraft::Raft::new(
         ident.member_id,
@@ -198,7 +202,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<Server> {
         .with_alarms(alarms)
         .with_apply_gate(apply_gate)
         .with_auth(auth)
-        .with_server_metrics(metrics.clone()),
+        .with_server_metrics(metrics.clone())
+        .with_dialer(dialer),
     );
     let http_state = Arc::new(HttpState {
         node: node.clone(),
@@ -219,7 +224,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<Server> {
 
     // Peers first: other members may already be waiting for us.
     let mut peer_addrs = Vec::new();
-    for addr in cfg.peer_listen_addrs()? {
+    for url in cfg.peer_listen_urls()? {
+        let addr = url.addr;
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("listening for peers on {addr}"))?;
@@ -233,7 +239,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<Server> {
         let router = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .add_service(svc);
-        tasks.push(serve(router, listener, stop_rx.clone(), "peer"));
+        let tls = tls.peer.clone().filter(|_| url.secure);
+        tasks.push(serve(router, listener, tls, stop_rx.clone(), "peer"));
     }
 
     if cfg.initial_cluster_state == ClusterState::New && !raft.is_initialized().await? {
@@ -258,7 +265,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<Server> {
     }
 
     let mut client_addrs = Vec::new();
-    for addr in cfg.client_listen_addrs()? {
+    for url in cfg.client_listen_urls()? {
+        let addr = url.addr;
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("listening for clients on {addr}"))?;
@@ -306,15 +314,18 @@ pub async fn start(cfg: Config) -> anyhow::Result<Server> {
             .add_service(election)
             .add_service(lock)
             .add_service(watch);
-        tasks.push(http::serve_client(router, listener, stop_rx.clone()));
+        let tls = tls.client.clone().filter(|_| url.secure);
+        tasks.push(http::serve_client(router, listener, tls, stop_rx.clone()));
     }
-    for addr in cfg.metrics_listen_addrs()? {
+    for url in cfg.metrics_listen_urls()? {
+        let addr = url.addr;
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("listening for metrics on {addr}"))?;
         tracing::info!(%addr, "serving /metrics and /health");
         tasks.push(http::serve_metrics(
             listener,
+            tls.client.clone().filter(|_| url.secure),
             http_state.clone(),
             stop_rx.clone(),
         ));
@@ -352,18 +363,28 @@ pub async fn start(cfg: Config) -> anyhow::Result<Server> {
 fn serve(
     router: tonic::transport::server::Router,
     listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     mut stop: sync_watch::Receiver<bool>,
     what: &'static str,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        // Nagle's algorithm would hold small responses back ~40 ms; the builder's
-        // tcp_nodelay does not reach sockets accepted here, so set it per connection.
-        let incoming =
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         let signal = async move {
             let _ = stop.wait_for(|s| *s).await;
         };
-        if let Err(e) = router.serve_with_incoming_shutdown(incoming, signal).await {
+        let served = match tls {
+            Some(tls) => {
+                let incoming = crate::tls::acceptor::incoming(listener, tls);
+                router.serve_with_incoming_shutdown(incoming, signal).await
+            }
+            None => {
+                // Nagle's algorithm would hold small responses back ~40 ms; the builder's
+                // tcp_nodelay does not reach sockets accepted here, so set it per connection.
+                let incoming =
+                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+                router.serve_with_incoming_shutdown(incoming, signal).await
+            }
+        };
+        if let Err(e) = served {
             tracing::error!("{what} server stopped: {e}");
         }
     })

@@ -97,6 +97,8 @@ pub struct Member {
     pub cluster: String,
     /// Extra flags, appended after the standard ones.
     pub extra: Vec<String>,
+    /// Extra environment variables (etcd's `ETCD_*` settings).
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -109,6 +111,7 @@ impl Member {
             data_dir: dir.join(format!("{name}.cairn")),
             cluster: String::new(),
             extra: Vec::new(),
+            env: Vec::new(),
             child: None,
         }
     }
@@ -140,6 +143,7 @@ impl Member {
             .arg("--log-level")
             .arg(std::env::var("CAIRN_TEST_LOG_LEVEL").unwrap_or_else(|_| "warn".into()))
             .args(&self.extra)
+            .envs(self.env.iter().cloned())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()

@@ -224,6 +224,23 @@ async fn health_and_probes_answer_like_etcd() {
     s.stop().await;
 }
 
+/// A single member that has served nothing for a while still has a leader: itself. Its
+/// quorum (itself) acknowledges nothing while idle, which once made an idle single-member
+/// `/health` answer "RAFT NO LEADER" a few seconds after the last write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_single_member_stays_healthy() {
+    let s = Solo::start(&[]).await;
+    phase("idle for longer than two election timeouts (500 ms min, 1 s max)");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let r = call(&s.http, "GET", "/health", "").await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (200, r#"{"health":"true","reason":""}"#)
+    );
+    assert_eq!(scrape(&s.http).await.get("etcd_server_has_leader"), 1.0);
+    s.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_page_parses_and_counters_move_with_writes() {
     let s = Solo::start(&[]).await;

@@ -11,6 +11,8 @@
 //!   keep-alives through a follower, leases outliving a killed leader;
 //! - `processes`: real `cairn-store` processes — kill -9 and restart, a 3-member cluster
 //!   losing its leader, a restarted member catching up;
+//! - `tls`: `https` client and peer URLs with etcd's certificate flags — gRPC, `/health` and
+//!   `/metrics` over TLS, client-certificate authentication, peer TLS and peer auto TLS;
 //! - `watch`: the Watch service — every option, exactly-once delivery, history replay,
 //!   compaction, thousands of watchers, a slow reader, watches on a follower.
 
@@ -24,4 +26,5 @@ mod lease;
 mod membership;
 mod processes;
 mod single_node;
+mod tls;
 mod watch;
