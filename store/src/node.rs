@@ -21,8 +21,8 @@ use tokio::sync::watch;
 use tonic::transport::Channel;
 
 use crate::alarms::Alarms;
-use crate::defrag::ApplyGate;
 use crate::auth::{Auth, Caller};
+use crate::defrag::ApplyGate;
 use crate::metrics::Metrics;
 use crate::raft::codec::Reader;
 use crate::raft::command::encode_error;

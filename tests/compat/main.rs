@@ -26,8 +26,8 @@
 mod cluster;
 mod etcd_client_crate;
 mod etcdctl;
-mod etcdctl_cluster;
 mod etcdctl_auth;
+mod etcdctl_cluster;
 mod etcdctl_lease;
 mod etcdctl_ops;
 mod etcdctl_tls;

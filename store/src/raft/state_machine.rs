@@ -37,8 +37,8 @@ use super::{
     Command, CommandResult, LogId, SnapshotImage, SnapshotMeta, StoredMembership, TypeConfig,
 };
 use crate::alarms::{Alarms, META_ALARMS};
-use crate::defrag::ApplyGate;
 use crate::auth::{Auth, META_AUTH};
+use crate::defrag::ApplyGate;
 use crate::lessor::{LeaseChange, Lessor};
 use crate::metrics::Metrics;
 use crate::server::errors::EtcdError;
