@@ -136,8 +136,8 @@ impl Node {
     }
 
     /// Who sent `request`: `None` while auth is disabled (one atomic load, nothing else);
-    /// otherwise the user its `token` metadata names, or the anonymous caller when it has
-    /// none. A token this member does not know (or that expired) is etcd's "invalid auth
+    /// otherwise the user its `token` metadata names, else the common name of its verified
+    /// client certificate, else the anonymous caller. A token this member does not know (or that expired) is etcd's "invalid auth
     /// token"; one issued by an entry this member has not applied yet is waited for.
     pub async fn caller(
         &self,
@@ -147,8 +147,13 @@ impl Node {
             return Ok(None);
         }
         match crate::auth::token_of(metadata) {
-            None => Ok(Some(Caller::anonymous())),
             Some(token) => self.caller_for_token(token).await.map(Some),
+            // Without a token, a verified client certificate names the user (etcd with
+            // --client-cert-auth).
+            None => Ok(Some(match crate::auth::tls_user_of(metadata) {
+                Some(cn) => self.auth.caller_for_user(cn),
+                None => Caller::anonymous(),
+            })),
         }
     }
 

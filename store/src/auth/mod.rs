@@ -137,6 +137,16 @@ impl Auth {
         })
     }
 
+    /// The caller a verified client certificate's common name stands for (etcd's
+    /// `AuthInfoFromTLS`): the user of that name, whether or not it exists — permission checks
+    /// refuse an unknown user.
+    pub fn caller_for_user(&self, user: &str) -> Caller {
+        Caller {
+            user: user.to_string(),
+            revision: self.state().revision(),
+        }
+    }
+
     pub fn check_op(
         &self,
         caller: &Caller,
@@ -192,6 +202,15 @@ impl Auth {
     pub fn token_count(&self) -> usize {
         self.tokens.len()
     }
+}
+
+/// Metadata naming the subject CN of the client certificate a request's TLS connection
+/// presented (set by the client port's HTTP layer, never taken from clients).
+pub const TLS_USER_METADATA: &str = "cairn-tls-common-name";
+
+/// The user a request's verified client certificate names, if any (see [`TLS_USER_METADATA`]).
+pub fn tls_user_of(meta: &tonic::metadata::MetadataMap) -> Option<&str> {
+    meta.get(TLS_USER_METADATA).and_then(|v| v.to_str().ok())
 }
 
 /// The token a request carries in its metadata, if any.

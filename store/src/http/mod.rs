@@ -207,7 +207,19 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+        // The verified client certificate's CN travels to the services as metadata that only
+        // this layer may set: whatever a client sent under that name is dropped first.
+        let headers = req.headers_mut();
+        headers.remove(crate::auth::TLS_USER_METADATA);
+        let cn = req
+            .extensions()
+            .get::<crate::tls::acceptor::TlsPeer>()
+            .and_then(|p| p.common_name.as_deref())
+            .and_then(|cn| HeaderValue::from_str(cn).ok());
+        if let Some(cn) = cn {
+            req.headers_mut().insert(crate::auth::TLS_USER_METADATA, cn);
+        }
         if is_grpc(&req) {
             let guard = self.state.metrics.grpc.start(req.uri().path());
             let fut = self.inner.call(req);

@@ -58,14 +58,16 @@ impl Watch for WatchService {
         // The token is looked at again for every create, as etcd does: auth may be enabled,
         // or the token expire, while the stream lives.
         let token = crate::auth::token_of(request.metadata()).map(str::to_string);
+        let tls_user = crate::auth::tls_user_of(request.metadata()).map(str::to_string);
         if let (true, Some(t)) = (self.node.auth.is_enabled(), &token) {
             // On a member that has not applied the entry that issued it yet, wait for it
             // once; a token it still does not know refuses every create below.
             let _ = self.node.caller_for_token(t).await;
         }
         let node = self.node.clone();
-        let permitted =
-            move |key: &[u8], range_end: &[u8]| read_permitted(&node, &token, key, range_end);
+        let permitted = move |key: &[u8], range_end: &[u8]| {
+            read_permitted(&node, &token, tls_user.as_deref(), key, range_end)
+        };
         let requests = request.into_inner().filter_map(move |r| match r {
             Ok(req) => decode(req, &permitted).map(Ok),
             Err(status) => Some(Err(status)),
@@ -122,15 +124,17 @@ async fn close_on_leader_loss(
 fn read_permitted(
     node: &Node,
     token: &Option<String>,
+    tls_user: Option<&str>,
     key: &[u8],
     range_end: &[u8],
 ) -> Result<(), EtcdError> {
     if !node.auth.is_enabled() {
         return Ok(());
     }
-    let caller = match token {
-        None => Caller::anonymous(),
-        Some(t) => node.auth.caller_for_token(t)?,
+    let caller = match (token, tls_user) {
+        (Some(t), _) => node.auth.caller_for_token(t)?,
+        (None, Some(cn)) => node.auth.caller_for_user(cn),
+        (None, None) => Caller::anonymous(),
     };
     node.auth.check_op(&caller, Access::Read, key, range_end)
 }

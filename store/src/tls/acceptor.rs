@@ -71,13 +71,25 @@ pub fn server_config(
 /// An accepted connection whose handshake has completed.
 pub struct TlsConn {
     stream: TlsStream<TcpStream>,
+    common_name: Option<Arc<str>>,
+}
+
+/// What a request on a TLS connection knows of it (in the request's extensions).
+#[derive(Debug, Clone)]
+pub struct TlsPeer {
+    pub tcp: TcpConnectInfo,
+    /// The subject CN of the client certificate the handshake verified, if any.
+    pub common_name: Option<Arc<str>>,
 }
 
 impl Connected for TlsConn {
-    type ConnectInfo = TcpConnectInfo;
+    type ConnectInfo = TlsPeer;
 
-    fn connect_info(&self) -> TcpConnectInfo {
-        self.stream.get_ref().0.connect_info()
+    fn connect_info(&self) -> TlsPeer {
+        TlsPeer {
+            tcp: self.stream.get_ref().0.connect_info(),
+            common_name: self.common_name.clone(),
+        }
     }
 }
 
@@ -129,7 +141,21 @@ pub async fn handshake(
 ) -> Option<TlsConn> {
     let _ = tcp.set_nodelay(true);
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-        Ok(Ok(stream)) => Some(TlsConn { stream }),
+        Ok(Ok(stream)) => {
+            // Only a verifying config asks for client certificates, so one present here
+            // chains to the trusted CA.
+            let common_name = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(|leaf| super::common_name::common_name(leaf))
+                .map(Arc::from);
+            Some(TlsConn {
+                stream,
+                common_name,
+            })
+        }
         Ok(Err(e)) => {
             tracing::warn!(remote = %peer, "rejected connection: {e}");
             None

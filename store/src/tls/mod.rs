@@ -7,6 +7,8 @@
 //!   `<data-dir>/fixtures/{client,peer}`, made once and reused, as etcd does;
 //! - `acceptor`: the server side — handshakes run off the accept loop, and only completed
 //!   TLS connections reach the HTTP/2 (and, on the client port, HTTP/1.1) server;
+//! - `common_name`: a verified client certificate's subject CN, the user name of a request
+//!   without a token when auth is enabled (as etcd);
 //! - `connector`: the client side of `https` peer connections, used by
 //!   [`crate::raft::network::PeerDialer`], the one place every peer connection is made.
 //!
@@ -20,6 +22,7 @@
 //! that needs a system tool.
 
 pub mod acceptor;
+pub mod common_name;
 pub mod connector;
 pub mod flags;
 pub mod pem;

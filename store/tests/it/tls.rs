@@ -506,3 +506,102 @@ async fn peer_client_cert_auth_keeps_out_a_member_with_a_foreign_certificate() {
     let got = kv.range(serializable).await.expect("range").into_inner();
     assert!(got.kvs.is_empty(), "f3 must not have joined");
 }
+
+/// With auth enabled and `--client-cert-auth`, a request without a token acts as the user its
+/// verified client certificate names (CN "client" here), as etcd does; a token still wins,
+/// and a CN header sent by the client itself is ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificate_common_name_is_the_user_without_a_token() {
+    use cairn_proto::authpb::permission::Type as PermType;
+    use cairn_proto::authpb::Permission;
+    use cairn_proto::etcdserverpb::auth_client::AuthClient;
+    use cairn_proto::etcdserverpb::{
+        AuthEnableRequest, AuthRoleAddRequest, AuthRoleGrantPermissionRequest, AuthUserAddRequest,
+        AuthUserGrantRoleRequest, AuthenticateRequest,
+    };
+
+    let pki = Pki::new();
+    let mut flags = pki.server_flags();
+    flags.extend([
+        "--client-cert-auth".into(),
+        "--trusted-ca-file".into(),
+        pki.path("ca.pem"),
+        "--bcrypt-cost".into(),
+        "4".into(),
+    ]);
+    let solo = TlsSolo::start(flags).await;
+    solo.wait_ready(pki.client(true, b"h2")).await;
+    let ch = tls_channel(&solo.url, pki.client(true, b"h2"))
+        .await
+        .expect("TLS channel");
+
+    phase("root and a user named after the certificate's CN, with write on /c/");
+    let mut auth = AuthClient::new(ch.clone());
+    for (user, role) in [("root", "root"), ("client", "c")] {
+        auth.user_add(AuthUserAddRequest {
+            name: user.into(),
+            password: format!("{user}-pw"),
+            ..Default::default()
+        })
+        .await
+        .expect("user add");
+        if role != "root" {
+            auth.role_add(AuthRoleAddRequest { name: role.into() })
+                .await
+                .expect("role add");
+            auth.role_grant_permission(AuthRoleGrantPermissionRequest {
+                name: role.into(),
+                perm: Some(Permission {
+                    perm_type: PermType::Readwrite as i32,
+                    key: b"/c/".to_vec(),
+                    range_end: b"/c0".to_vec(),
+                }),
+            })
+            .await
+            .expect("grant");
+        }
+        auth.user_grant_role(AuthUserGrantRoleRequest {
+            user: user.into(),
+            role: role.into(),
+        })
+        .await
+        .expect("grant role");
+    }
+    auth.auth_enable(AuthEnableRequest {})
+        .await
+        .expect("enable");
+
+    phase("no token: the CN's permissions apply");
+    let mut kv = KvClient::new(ch.clone());
+    kv.put(put("/c/1", "v")).await.expect("CN may write /c/");
+    let err = kv
+        .put(put("/d", "v"))
+        .await
+        .expect_err("CN may not write /d");
+    assert_eq!(err.message(), "etcdserver: permission denied");
+
+    phase("a CN header sent by the client is not believed");
+    let mut spoofed = tonic::Request::new(put("/d", "v"));
+    spoofed
+        .metadata_mut()
+        .insert("cairn-tls-common-name", "root".parse().expect("ascii"));
+    let err = kv.put(spoofed).await.expect_err("spoofed root");
+    assert_eq!(err.message(), "etcdserver: permission denied");
+
+    phase("a token wins over the certificate");
+    let token = auth
+        .authenticate(AuthenticateRequest {
+            name: "root".into(),
+            password: "root-pw".into(),
+        })
+        .await
+        .expect("login")
+        .into_inner()
+        .token;
+    let mut as_root = tonic::Request::new(put("/d", "v"));
+    as_root
+        .metadata_mut()
+        .insert("token", token.parse().expect("ascii"));
+    kv.put(as_root).await.expect("root writes /d");
+    solo.stop().await;
+}
