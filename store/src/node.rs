@@ -12,13 +12,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cairn_mvcc::Mvcc;
-use cairn_proto::cairnraftpb::raft_peer_client::RaftPeerClient;
 use cairn_proto::cairnraftpb::ForwardRequest;
 use cairn_proto::etcdserverpb::ResponseHeader;
 use openraft::error::{ClientWriteError, LinearizableReadError, RaftError};
 use openraft::ReadPolicy;
 use tokio::sync::watch;
-use tonic::transport::Channel;
 
 use crate::alarms::Alarms;
 use crate::auth::{Auth, Caller};
@@ -26,7 +24,7 @@ use crate::defrag::ApplyGate;
 use crate::metrics::Metrics;
 use crate::raft::codec::Reader;
 use crate::raft::command::encode_error;
-use crate::raft::network::PeerDialer;
+use crate::raft::network::{PeerDialer, PeerRpc};
 use crate::raft::{Command, CommandResult, Member, MemberId, Raft};
 use crate::server::errors::EtcdError;
 use crate::watch::WatchHub;
@@ -75,7 +73,7 @@ pub struct Node {
     started: Instant,
     /// Counters for `/metrics` (proposals pending and failed here; see [`Metrics`]).
     pub metrics: Arc<Metrics>,
-    peers: Mutex<HashMap<MemberId, RaftPeerClient<Channel>>>,
+    peers: Mutex<HashMap<MemberId, PeerRpc>>,
     /// Makes the connections to the leader for forwarded requests.
     dialer: PeerDialer,
 }
@@ -443,13 +441,15 @@ impl Node {
             .map_err(|s| s.message().to_string())
     }
 
-    fn peer_client(&self, id: MemberId, node: &Member) -> Result<RaftPeerClient<Channel>, String> {
+    fn peer_client(&self, id: MemberId, node: &Member) -> Result<PeerRpc, String> {
         let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = peers.get(&id) {
             return Ok(c.clone());
         }
         let max = self.limits.max_request_bytes + 1024 * 1024;
-        let client = RaftPeerClient::new(self.dialer.channel(node)?)
+        let client = self
+            .dialer
+            .client(node)?
             .max_decoding_message_size(max)
             .max_encoding_message_size(max);
         peers.insert(id, client.clone());

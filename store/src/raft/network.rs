@@ -23,6 +23,9 @@ use openraft::raft::{
     TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::{RaftNetworkFactory, RaftNetworkV2};
+use tonic::metadata::{AsciiMetadataValue, MetadataMap};
+use tonic::service::interceptor::InterceptedService;
+use tonic::service::Interceptor;
 use tonic::transport::{Channel, Endpoint};
 
 use super::codec::{self, Writer};
@@ -48,17 +51,68 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     }
 }
 
+/// Metadata every peer request carries: the sender's cluster id (hex), which the receiver
+/// compares with its own — a member of another cluster (another `--initial-cluster-token`)
+/// pointed at this one's peer URLs is refused before it can disturb its Raft state, as
+/// etcd's peer handler refuses a foreign `X-Etcd-Cluster-ID`.
+pub const CLUSTER_ID_METADATA: &str = "cairn-cluster-id";
+
+/// The cluster id a peer request says it comes from, if any.
+pub fn cluster_id_of(meta: &MetadataMap) -> Option<u64> {
+    let v = meta.get(CLUSTER_ID_METADATA)?.to_str().ok()?;
+    u64::from_str_radix(v, 16).ok()
+}
+
+/// Stamps every request of a peer client with this member's cluster id.
+#[derive(Clone)]
+pub struct ClusterStamp(Option<AsciiMetadataValue>);
+
+impl Interceptor for ClusterStamp {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(id) = &self.0 {
+            req.metadata_mut().insert(CLUSTER_ID_METADATA, id.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// A gRPC client of one peer's `RaftPeer` service.
+pub type PeerRpc = RaftPeerClient<InterceptedService<Channel, ClusterStamp>>;
+
 /// Makes the channels to other members: `http` peer URLs get plain HTTP/2, `https` ones
 /// TLS with this member's peer config (`--peer-*` flags).
 #[derive(Clone, Default)]
 pub struct PeerDialer {
     tls: Option<Arc<rustls::ClientConfig>>,
+    cluster_id: Option<u64>,
 }
 
 impl PeerDialer {
     /// A dialer for `https` peers with `tls`; without it only `http` peers can be dialed.
     pub fn new(tls: Option<Arc<rustls::ClientConfig>>) -> Self {
-        Self { tls }
+        Self {
+            tls,
+            cluster_id: None,
+        }
+    }
+
+    /// The same dialer, stamping requests with `cluster_id` (a member that does not know its
+    /// cluster yet — one joining with `--initial-cluster-state existing` — may only ask for
+    /// the member list).
+    pub fn with_cluster(mut self, cluster_id: u64) -> Self {
+        self.cluster_id = Some(cluster_id);
+        self
+    }
+
+    /// A client of the member's `RaftPeer` service (see [`PeerDialer::channel`]).
+    pub fn client(&self, node: &Member) -> Result<PeerRpc, String> {
+        let stamp = self
+            .cluster_id
+            .map(|id| AsciiMetadataValue::try_from(format!("{id:x}")).expect("hex is ascii"));
+        Ok(RaftPeerClient::with_interceptor(
+            self.channel(node)?,
+            ClusterStamp(stamp),
+        ))
     }
 
     /// Connects (lazily) to the first peer URL of a member.
@@ -88,22 +142,19 @@ impl PeerDialer {
 
 pub struct PeerClient {
     target: MemberId,
-    client: Result<RaftPeerClient<Channel>, String>,
+    client: Result<PeerRpc, String>,
 }
 
 impl PeerClient {
     fn new(target: MemberId, node: &Member, dialer: &PeerDialer, max_message_bytes: usize) -> Self {
-        let client = dialer.channel(node).map(|ch| {
-            RaftPeerClient::new(ch)
-                .max_decoding_message_size(max_message_bytes)
+        let client = dialer.client(node).map(|c| {
+            c.max_decoding_message_size(max_message_bytes)
                 .max_encoding_message_size(max_message_bytes)
         });
         Self { target, client }
     }
 
-    fn client<E: std::error::Error>(
-        &self,
-    ) -> Result<RaftPeerClient<Channel>, RPCError<TypeConfig, E>> {
+    fn client<E: std::error::Error>(&self) -> Result<PeerRpc, RPCError<TypeConfig, E>> {
         self.client
             .clone()
             .map_err(|e| RPCError::Unreachable(Unreachable::from_string(e)))
@@ -113,7 +164,7 @@ impl PeerClient {
     async fn call<F, Fut, E>(&self, ttl: Duration, f: F) -> Result<Vec<u8>, RPCError<TypeConfig, E>>
     where
         E: std::error::Error,
-        F: FnOnce(RaftPeerClient<Channel>) -> Fut,
+        F: FnOnce(PeerRpc) -> Fut,
         Fut: Future<Output = Result<tonic::Response<RaftMessage>, tonic::Status>>,
     {
         let client = self.client()?;

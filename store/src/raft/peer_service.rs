@@ -13,6 +13,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::codec::{self, Reader};
 use super::command::{Command, CommandResult};
+use super::network::cluster_id_of;
 use crate::lessor::{leader, Lessor};
 use crate::node::{
     encode_read_index, Node, FORWARD_LEASE_KEEPALIVE, FORWARD_LEASE_TIME_TO_LIVE, FORWARD_PROPOSE,
@@ -24,6 +25,31 @@ use crate::server::membership;
 pub struct PeerService {
     pub node: Arc<Node>,
     pub lessor: Arc<Lessor>,
+}
+
+impl PeerService {
+    /// Refuses a request from a member of another cluster, or one that does not say which
+    /// cluster it is from (etcd's peer handler answers "cluster ID mismatch").
+    fn same_cluster<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        match cluster_id_of(request.metadata()) {
+            Some(id) if id == self.node.cluster_id => Ok(()),
+            Some(id) => {
+                tracing::warn!(
+                    ours = %format!("{:x}", self.node.cluster_id),
+                    theirs = %format!("{id:x}"),
+                    "refused a peer request from another cluster"
+                );
+                Err(Status::failed_precondition(format!(
+                    "cluster ID mismatch: this member is in cluster {:x}, the request came from \
+                     cluster {id:x}",
+                    self.node.cluster_id
+                )))
+            }
+            None => Err(Status::failed_precondition(
+                "cluster ID mismatch: the request names no cluster",
+            )),
+        }
+    }
 }
 
 fn bad_request(e: std::io::Error) -> Status {
@@ -40,6 +66,7 @@ impl RaftPeer for PeerService {
         &self,
         request: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
+        self.same_cluster(&request)?;
         let req = codec::decode_append_request(&request.into_inner().data).map_err(bad_request)?;
         let resp = self.node.raft.append_entries(req).await.map_err(stopped)?;
         if !matches!(resp, openraft::raft::AppendEntriesResponse::HigherVote(_)) {
@@ -51,6 +78,7 @@ impl RaftPeer for PeerService {
     }
 
     async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        self.same_cluster(&request)?;
         let req = codec::decode_vote_request(&request.into_inner().data).map_err(bad_request)?;
         let resp = self.node.raft.vote(req).await.map_err(stopped)?;
         Ok(Response::new(RaftMessage {
@@ -62,6 +90,7 @@ impl RaftPeer for PeerService {
         &self,
         request: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
+        self.same_cluster(&request)?;
         let req = codec::decode_vote_request(&request.into_inner().data).map_err(bad_request)?;
         let resp = self.node.raft.pre_vote(req).await.map_err(stopped)?;
         Ok(Response::new(RaftMessage {
@@ -73,6 +102,7 @@ impl RaftPeer for PeerService {
         &self,
         request: Request<Streaming<SnapshotChunk>>,
     ) -> Result<Response<RaftMessage>, Status> {
+        self.same_cluster(&request)?;
         let mut stream = request.into_inner();
         let mut header = None;
         let mut data = Vec::new();
@@ -112,6 +142,7 @@ impl RaftPeer for PeerService {
         &self,
         request: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
+        self.same_cluster(&request)?;
         let data = request.into_inner().data;
         let mut r = Reader::new(&data);
         let from = r.vote().map_err(bad_request)?;
@@ -138,6 +169,11 @@ impl RaftPeer for PeerService {
         &self,
         request: Request<ForwardRequest>,
     ) -> Result<Response<ForwardResponse>, Status> {
+        // The member list is what a member joining with `--initial-cluster-state existing`
+        // asks for before it knows its cluster; everything else needs the cluster id.
+        if request.get_ref().data.first() != Some(&membership::FORWARD_MEMBERS) {
+            self.same_cluster(&request)?;
+        }
         let data = request.into_inner().data;
         let data = match data.split_first() {
             Some((&FORWARD_PROPOSE, body)) => {

@@ -373,7 +373,6 @@ pub async fn discover_identity(
     peers: &[String],
     my_peer_urls: &[String],
 ) -> anyhow::Result<identity::Identity> {
-    use cairn_proto::cairnraftpb::raft_peer_client::RaftPeerClient;
     use cairn_proto::cairnraftpb::ForwardRequest;
 
     let mut last_err = String::from("no peers to ask");
@@ -384,14 +383,14 @@ pub async fn discover_identity(
                 peer_urls: vec![url.clone()],
                 voter_pending: false,
             };
-            let channel = match dialer.channel(&probe) {
-                Ok(channel) => channel,
+            let mut client = match dialer.client(&probe) {
+                Ok(client) => client,
                 Err(e) => {
                     last_err = e;
                     continue;
                 }
             };
-            let answer = RaftPeerClient::new(channel)
+            let answer = client
                 .forward(ForwardRequest {
                     data: vec![FORWARD_MEMBERS],
                 })

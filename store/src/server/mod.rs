@@ -105,6 +105,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<Server> {
         }
         None => identity::load_or_create(&member_dir, &cfg, &initial)?,
     };
+    // From here on every peer request says which cluster it belongs to.
+    let dialer = dialer.with_cluster(ident.cluster_id);
     tracing::info!(
         name = %cfg.name,
         member_id = %format!("{:x}", ident.member_id),

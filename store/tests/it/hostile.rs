@@ -276,30 +276,78 @@ async fn garbage_on_the_client_and_peer_ports() {
     s.stop().await;
 }
 
-/// Well-framed peer RPCs with nonsense or stale content are refused; none disturbs the leader.
+/// Stamps a peer request with a cluster id, as members do.
+fn from_cluster<T>(msg: T, cluster: Option<u64>) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    if let Some(id) = cluster {
+        req.metadata_mut().insert(
+            cairn_store::raft::network::CLUSTER_ID_METADATA,
+            format!("{id:x}").parse().expect("ascii"),
+        );
+    }
+    req
+}
+
+/// Peer RPCs that name no cluster or another cluster are refused before Raft sees them;
+/// well-framed ones from this cluster with nonsense or stale content are refused too; none
+/// disturbs the leader.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bogus_and_stale_peer_messages_leave_the_leader_alone() {
+async fn bogus_foreign_and_stale_peer_messages_leave_the_leader_alone() {
     let s = Solo::start(&[]).await;
     let server = s.server.as_ref().expect("server");
     let leader = leader_of(&s.endpoint).await;
     assert_ne!(leader, 0);
+    let ours = server.node.cluster_id;
     let peer = format!("http://{}", server.peer_addrs[0]);
     let mut raft = RaftPeerClient::new(channel(&peer).await.expect("peer connect"));
+    let stranger = 0x5eed_u64;
+    let vote_of = |term: u64| {
+        let req = openraft::raft::VoteRequest::<cairn_store::raft::TypeConfig>::new(
+            Vote::new(term, stranger),
+            None::<LogId>,
+        );
+        RaftMessage {
+            data: codec::encode_vote_request(&req),
+        }
+    };
+
+    // A member of another cluster (or one that says nothing) asking for votes with a much
+    // higher term: refused up front.
+    for cluster in [None, Some(ours ^ 1)] {
+        let err = raft
+            .vote(from_cluster(vote_of(1000), cluster))
+            .await
+            .expect_err("foreign vote");
+        assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+        assert!(err.message().starts_with("cluster ID mismatch"), "{err:?}");
+        let err = raft
+            .forward(from_cluster(ForwardRequest { data: vec![1] }, cluster))
+            .await
+            .expect_err("foreign forward");
+        assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    }
+
     let garbage = RaftMessage {
         data: vec![0xff; 37],
     };
-    raft.append_entries(garbage.clone())
+    let here = Some(ours);
+    raft.append_entries(from_cluster(garbage.clone(), here))
         .await
         .expect_err("garbage append");
-    raft.vote(garbage.clone()).await.expect_err("garbage vote");
-    raft.pre_vote(garbage.clone())
+    raft.vote(from_cluster(garbage.clone(), here))
+        .await
+        .expect_err("garbage vote");
+    raft.pre_vote(from_cluster(garbage.clone(), here))
         .await
         .expect_err("garbage pre-vote");
     // Forwarding answers in-band: an encoded error naming the problem.
     let r = raft
-        .forward(ForwardRequest {
-            data: vec![0xee; 11],
-        })
+        .forward(from_cluster(
+            ForwardRequest {
+                data: vec![0xee; 11],
+            },
+            here,
+        ))
         .await
         .expect("forward answers")
         .into_inner();
@@ -310,20 +358,14 @@ async fn bogus_and_stale_peer_messages_leave_the_leader_alone() {
         data: vec![4; 100],
         done: true,
     }]);
-    raft.install_snapshot(chunks)
+    raft.install_snapshot(from_cluster(chunks, here))
         .await
         .expect_err("garbage snapshot");
 
-    // A stranger with a stale term and an empty log asks for votes: refused, and the
-    // leader keeps its term.
-    let stranger = 0x5eed_u64;
+    // A stranger of this cluster with a stale term and an empty log asks for votes: not
+    // granted, and the leader keeps leading.
     for term in [0, 1] {
-        let req = openraft::raft::VoteRequest::<cairn_store::raft::TypeConfig>::new(
-            Vote::new(term, stranger),
-            None::<LogId>,
-        );
-        let data = codec::encode_vote_request(&req);
-        let resp = raft.vote(RaftMessage { data }).await;
+        let resp = raft.vote(from_cluster(vote_of(term), here)).await;
         if let Ok(resp) = resp {
             let resp = codec::decode_vote_response(&resp.into_inner().data).expect("decodes");
             assert!(!resp.vote_granted, "{resp:?}");
