@@ -8,18 +8,22 @@
 //! - [`resources`]: the table of served kinds.
 //! - [`rest`]: get, list, create, update, patch, delete.
 //! - [`watch`]: watch streams from an etcd watch.
-//! - [`object`]: server-owned metadata, defaults, validation of stored objects.
+//! - [`object`]: server-owned metadata of stored objects; the order of defaulting and validation.
+//! - [`defaults`]: Kubernetes' per-kind defaults.
+//! - [`validation`]: name rules and per-kind validation, with Kubernetes' field paths.
 //! - [`patch`]: JSON patch, merge patch, strategic merge patch.
 //! - [`protobuf`]: Kubernetes' protobuf request bodies, read into the JSON a JSON client sends.
 //! - [`selector`]: label and field selectors.
 //! - [`table`]: server-side printing (meta.k8s.io/v1 Table).
 //! - [`storage`]: the etcd client (Txn compare-and-swap writes, ranges, watches).
+//! - [`service_ip`]: Service cluster IPs from `--service-cluster-ip-range`.
 //! - [`status`]: API errors and their Status bodies.
 //! - [`http`], [`query`], [`names`], [`clock`]: bodies and negotiation, query strings, name
 //!   rules and uids, timestamps.
 
 pub mod clock;
 pub mod config;
+pub mod defaults;
 pub mod discovery;
 pub mod http;
 pub mod names;
@@ -33,26 +37,34 @@ pub mod rest;
 pub mod route;
 pub mod selector;
 pub mod server;
+pub mod service_ip;
 pub mod status;
 pub mod storage;
 pub mod table;
+pub mod validation;
 pub mod watch;
 
 pub use config::Config;
 pub use server::{start, Handle, StartError};
 
 use resources::ResourceDef;
+use service_ip::ServiceCidr;
 use storage::Store;
 
 /// Shared state of a running apiserver.
 pub struct ApiServer {
     store: Store,
     prefix: String,
+    service_cidr: ServiceCidr,
 }
 
 impl ApiServer {
-    pub fn new(store: Store, prefix: String) -> ApiServer {
-        ApiServer { store, prefix }
+    pub fn new(store: Store, prefix: String, service_cidr: ServiceCidr) -> ApiServer {
+        ApiServer {
+            store,
+            prefix,
+            service_cidr,
+        }
     }
 
     /// `<prefix>/<plural>/<namespace>/<name>`, or `<prefix>/<plural>/<name>` when cluster-scoped.

@@ -6,6 +6,9 @@
 //! named a resourceVersion, a mismatch is a 409 Conflict; when it did not (patches, unconditional
 //! PUTs), a lost race is retried on the fresh object.
 
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+
 use http::{header, HeaderMap, Method, Response};
 use hyper::body::Incoming;
 use serde_json::{json, Value};
@@ -18,9 +21,9 @@ use super::resources::ResourceDef;
 use super::route::Target;
 use super::selector::{FieldSelector, LabelSelector, Selectors};
 use super::status::{self, ApiError};
-use super::storage::{prefix_end, StorageError};
+use super::storage::{prefix_end, Expect, Guard, SideOp, StorageError, Write, WriteOp};
 use super::table;
-use super::{watch, ApiServer};
+use super::{clock, names, service_ip, watch, ApiServer};
 
 /// Attempts at a write whose read went stale before giving up with a Conflict.
 const WRITE_RETRIES: usize = 8;
@@ -103,6 +106,7 @@ fn storage_err(def: &ResourceDef, name: &str, e: StorageError) -> ApiError {
         },
         StorageError::Conflict => ApiError::conflict_modified(def.qualified(), name),
         StorageError::ParentMissing => ApiError::not_found("namespaces", ""),
+        StorageError::GuardFailed(_) => ApiError::conflict_modified(def.qualified(), name),
         StorageError::Compacted(rev) => ApiError::Gone(format!("too old resource version: {rev}")),
         StorageError::Etcd(msg) => ApiError::Internal(msg),
     }
@@ -304,6 +308,42 @@ async fn list(
     Ok(h::json(200, &body))
 }
 
+/// The cluster IP plan of a Service write (create when `old` is None), reading which addresses
+/// are taken first.
+async fn service_plan(
+    api: &ApiServer,
+    name: &str,
+    svc: &mut Value,
+    old: Option<&Value>,
+) -> Result<service_ip::Plan, ApiError> {
+    let prefix = service_ip::reservations_prefix(&api.prefix);
+    let used: HashSet<Ipv4Addr> = api
+        .store
+        .keys(&prefix, &prefix_end(&prefix))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .iter()
+        .filter_map(|k| std::str::from_utf8(&k[prefix.len()..]).ok()?.parse().ok())
+        .collect();
+    let (uid, now) = (names::new_uid(), clock::now_rfc3339());
+    let alloc = service_ip::Allocator {
+        cidr: &api.service_cidr,
+        prefix: &api.prefix,
+        used: &used,
+        random: names::random_u64(),
+        uid: &uid,
+        now: &now,
+    };
+    match old {
+        None => alloc.on_create(name, svc),
+        Some(old) => alloc.on_update(name, old, svc),
+    }
+}
+
+fn is_service(def: &ResourceDef) -> bool {
+    (def.group, def.kind) == ("", "Service")
+}
+
 async fn create(
     api: &ApiServer,
     t: &Target,
@@ -315,52 +355,80 @@ async fn create(
     let mut obj = h::parse_body(encoding, body, &t.def.api_version(), t.def.kind)?;
     let name = object::prepare_create(t.def, t.namespace.as_deref(), &mut obj)?;
     let key = api.object_key(t.def, t.namespace.as_deref(), &name);
+    let namespace_missing =
+        || ApiError::not_found("namespaces", t.namespace.clone().unwrap_or_default());
     // NamespaceLifecycle: the namespace must exist, checked in the same Txn as the write.
     let parent = t
         .namespace
         .as_deref()
         .map(|ns| api.object_key(api.namespaces(), None, ns));
-    if dry_run {
-        if let Some(p) = &parent {
+    for _ in 0..WRITE_RETRIES {
+        let mut candidate = obj.clone();
+        let plan = if is_service(t.def) {
+            service_plan(api, &name, &mut candidate, None).await?
+        } else {
+            service_ip::Plan::default()
+        };
+        if dry_run {
+            if let Some(p) = &parent {
+                if api
+                    .store
+                    .get(p)
+                    .await
+                    .map_err(|e| storage_err(t.def, &name, e))?
+                    .is_none()
+                {
+                    return Err(namespace_missing());
+                }
+            }
             if api
                 .store
-                .get(p)
+                .get(&key)
                 .await
                 .map_err(|e| storage_err(t.def, &name, e))?
-                .is_none()
+                .is_some()
             {
-                return Err(ApiError::not_found(
-                    "namespaces",
-                    t.namespace.clone().unwrap_or_default(),
-                ));
+                return Err(ApiError::AlreadyExists {
+                    resource: t.def.qualified(),
+                    name,
+                });
             }
+            return Ok(h::json(201, &candidate));
         }
-        if api
-            .store
-            .get(&key)
-            .await
-            .map_err(|e| storage_err(t.def, &name, e))?
-            .is_some()
-        {
-            return Err(ApiError::AlreadyExists {
-                resource: t.def.qualified(),
-                name,
-            });
+        let mut guards: Vec<Guard> = parent.iter().cloned().map(Guard::Present).collect();
+        let parent_guards = guards.len();
+        guards.extend(plan.guards);
+        let write = Write {
+            key: key.clone(),
+            expect: Expect::Absent,
+            op: WriteOp::Put(object::encode(&candidate)),
+            guards,
+            side: plan.side,
+        };
+        match api.store.write(write).await {
+            Ok(rev) => {
+                object::set_resource_version(&mut candidate, rev);
+                return Ok(h::json(201, &candidate));
+            }
+            Err(StorageError::GuardFailed(i)) if i < parent_guards => {
+                return Err(namespace_missing())
+            }
+            // Another Service took the address this one picked: pick again.
+            Err(StorageError::GuardFailed(_)) if plan.picked.is_some() => continue,
+            Err(StorageError::GuardFailed(_)) => {
+                let ip = candidate
+                    .pointer("/spec/clusterIP")
+                    .and_then(Value::as_str)
+                    .and_then(|ip| ip.parse().ok())
+                    .unwrap_or(Ipv4Addr::UNSPECIFIED);
+                return Err(service_ip::already_allocated(&name, ip));
+            }
+            Err(e) => return Err(storage_err(t.def, &name, e)),
         }
-        return Ok(h::json(201, &obj));
     }
-    let rev = api
-        .store
-        .create(&key, object::encode(&obj), parent.as_deref())
-        .await
-        .map_err(|e| match e {
-            StorageError::ParentMissing => {
-                ApiError::not_found("namespaces", t.namespace.clone().unwrap_or_default())
-            }
-            other => storage_err(t.def, &name, other),
-        })?;
-    object::set_resource_version(&mut obj, rev);
-    Ok(h::json(201, &obj))
+    Err(ApiError::Internal(
+        "failed to allocate a serviceIP: too many concurrent allocations".into(),
+    ))
 }
 
 /// Read-modify-write with the optimistic-concurrency rules described in the module doc.
@@ -394,6 +462,11 @@ async fn guaranteed_update(
             &mut desired,
             status_only,
         )?;
+        let plan = if is_service(t.def) && !status_only {
+            service_plan(api, name, &mut desired, Some(&current)).await?
+        } else {
+            service_ip::Plan::default()
+        };
         let unchanged = {
             let mut a = desired.clone();
             object::set_resource_version(&mut a, mod_rev);
@@ -404,16 +477,29 @@ async fn guaranteed_update(
             object::set_resource_version(&mut desired, mod_rev);
             return Ok(desired);
         }
-        match api
-            .store
-            .update(&key, object::encode(&desired), mod_rev)
-            .await
-        {
+        let picked = plan.picked;
+        let write = Write {
+            key: key.clone(),
+            expect: Expect::ModRevision(mod_rev),
+            op: WriteOp::Put(object::encode(&desired)),
+            guards: plan.guards,
+            side: plan.side,
+        };
+        match api.store.write(write).await {
             Ok(rev) => {
                 object::set_resource_version(&mut desired, rev);
                 return Ok(desired);
             }
             Err(StorageError::Conflict) if precondition.is_none() => continue,
+            Err(StorageError::GuardFailed(_)) if picked.is_some() => continue,
+            Err(StorageError::GuardFailed(_)) => {
+                let ip = desired
+                    .pointer("/spec/clusterIP")
+                    .and_then(Value::as_str)
+                    .and_then(|ip| ip.parse().ok())
+                    .unwrap_or(Ipv4Addr::UNSPECIFIED);
+                return Err(service_ip::already_allocated(name, ip));
+            }
             Err(e) => return Err(storage_err(t.def, name, e)),
         }
     }
@@ -529,11 +615,22 @@ async fn delete(
         if dry_run {
             return Ok(h::json(200, &current));
         }
-        match api.store.delete(&key, mod_rev, &children).await {
+        let mut side: Vec<SideOp> = children.iter().cloned().map(SideOp::DeletePrefix).collect();
+        if is_service(t.def) {
+            side.extend(service_ip::on_delete(&api.prefix, &current));
+        }
+        let write = Write {
+            key: key.clone(),
+            expect: Expect::ModRevision(mod_rev),
+            op: WriteOp::Delete,
+            guards: Vec::new(),
+            side,
+        };
+        match api.store.write(write).await {
             Ok(_) => {
-                // Pods and namespaces answer with the deleted object, other kinds with a Status,
-                // as their Kubernetes registries do.
-                return Ok(if matches!(t.def.kind, "Pod" | "Namespace") {
+                // Pods, Services and Namespaces answer with the deleted object, other kinds with
+                // a Status, as their Kubernetes registries do.
+                return Ok(if t.def.returns_deleted_object {
                     h::json(200, &current)
                 } else {
                     h::json(

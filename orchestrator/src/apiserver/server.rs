@@ -78,7 +78,8 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
         endpoints: config.etcd_servers.clone(),
         source,
     })?;
-    let api = Arc::new(ApiServer::new(store, config.etcd_prefix.clone()));
+    let cidr = config.service_cidr().map_err(StartError::Config)?;
+    let api = Arc::new(ApiServer::new(store, config.etcd_prefix.clone(), cidr));
     bootstrap(&api).await.map_err(|source| StartError::Etcd {
         endpoints: config.etcd_servers.clone(),
         source,

@@ -252,7 +252,7 @@ async fn bad_input(c: &Cluster) {
         .starts_with("gen-"));
 
     eprintln!("-- unknown paths and verbs answer with Status objects");
-    let missing = api.get("/apis/batch/v1/jobs").await;
+    let missing = api.get("/apis/networking.k8s.io/v1/ingresses").await;
     assert_eq!(
         (missing.code, missing.body["kind"].as_str()),
         (404, Some("Status"))

@@ -5,6 +5,7 @@
 
 mod crud;
 mod harness;
+mod kinds;
 mod kubectl;
 mod protobuf;
 mod watch;
