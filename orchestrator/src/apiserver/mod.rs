@@ -13,6 +13,7 @@
 //! - [`validation`]: name rules and per-kind validation, with Kubernetes' field paths.
 //! - [`patch`]: JSON patch, merge patch, strategic merge patch.
 //! - [`protobuf`]: Kubernetes' protobuf request bodies, read into the JSON a JSON client sends.
+//! - [`scale`]: the autoscaling/v1 Scale subresource.
 //! - [`selector`]: label and field selectors.
 //! - [`table`]: server-side printing (meta.k8s.io/v1 Table).
 //! - [`storage`]: the etcd client (Txn compare-and-swap writes, ranges, watches).
@@ -35,6 +36,7 @@ pub mod query;
 pub mod resources;
 pub mod rest;
 pub mod route;
+pub mod scale;
 pub mod selector;
 pub mod server;
 pub mod service_ip;

@@ -104,7 +104,7 @@ pub fn prepare_create(
             Some(prefix) if !prefix.is_empty() => name = names::generate(prefix),
             _ => {
                 return Err(ApiError::invalid(
-                    def.kind,
+                    &def.qualified_kind(),
                     "",
                     "metadata.name",
                     "FieldValueRequired",

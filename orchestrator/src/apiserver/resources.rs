@@ -64,6 +64,15 @@ impl ResourceDef {
         }
     }
 
+    /// Group-qualified kind as used in Invalid errors ("Deployment.apps", "ConfigMap").
+    pub fn qualified_kind(&self) -> String {
+        if self.group.is_empty() {
+            self.kind.to_string()
+        } else {
+            format!("{}.{}", self.kind, self.group)
+        }
+    }
+
     /// Verbs advertised in discovery: exactly those the REST layer implements.
     pub fn verbs(&self) -> &'static [&'static str] {
         &[

@@ -23,7 +23,7 @@ use super::selector::{FieldSelector, LabelSelector, Selectors};
 use super::status::{self, ApiError};
 use super::storage::{prefix_end, Expect, Guard, SideOp, StorageError, Write, WriteOp};
 use super::table;
-use super::{clock, names, service_ip, watch, ApiServer};
+use super::{clock, names, scale, service_ip, watch, ApiServer};
 
 /// Attempts at a write whose read went stale before giving up with a Conflict.
 const WRITE_RETRIES: usize = 8;
@@ -56,6 +56,9 @@ pub async fn handle(
             Method::POST => create(api, &t, q, encoding, &h::read_body(body).await?).await,
             _ => Err(ApiError::MethodNotAllowed),
         },
+        (Some(name), Some("scale")) if t.def.has_scale => {
+            scale_subresource(api, &t, name, method, q, content_type, encoding, body).await
+        }
         (Some(name), sub) => {
             let status_only = match sub {
                 None => false,
@@ -69,13 +72,7 @@ pub async fn handle(
                     update(api, &t, name, q, encoding, &body, status_only).await
                 }
                 Method::PATCH => {
-                    let ct = content_type;
-                    if ct.starts_with("application/apply-patch") {
-                        return Err(ApiError::UnsupportedMediaType(
-                            "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (server-side apply is not implemented yet)".into(),
-                        ));
-                    }
-                    let kind = PatchKind::from_content_type(ct)?;
+                    let kind = patch_kind(content_type)?;
                     patch(
                         api,
                         &t,
@@ -94,6 +91,54 @@ pub async fn handle(
             }
         }
     }
+}
+
+/// The patch format of a PATCH request (server-side apply is refused).
+fn patch_kind(content_type: &str) -> Result<PatchKind, ApiError> {
+    if content_type.starts_with("application/apply-patch") {
+        return Err(ApiError::UnsupportedMediaType(
+            "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (server-side apply is not implemented yet)".into(),
+        ));
+    }
+    PatchKind::from_content_type(content_type)
+}
+
+/// GET, PUT and PATCH of `<object>/scale`: reads and writes go through the object itself.
+#[allow(clippy::too_many_arguments)]
+async fn scale_subresource(
+    api: &ApiServer,
+    t: &Target,
+    name: &str,
+    method: &Method,
+    q: &Query,
+    content_type: &str,
+    encoding: BodyEncoding,
+    body: Incoming,
+) -> Result<Response<Body>, ApiError> {
+    let updated = match *method {
+        Method::GET => read(api, t, name).await?.0,
+        Method::PUT => {
+            let body = h::read_body(body).await?;
+            let wanted = h::parse_body(encoding, &body, scale::API_VERSION, scale::KIND)?;
+            guaranteed_update(api, t, name, q.dry_run()?, false, |current| {
+                scale::apply(t.def, name, current, &wanted)
+            })
+            .await?
+        }
+        Method::PATCH => {
+            let kind = patch_kind(content_type)?;
+            let body = h::read_body(body).await?;
+            guaranteed_update(api, t, name, q.dry_run()?, false, |current| {
+                let mut base = scale::from_object(t.def, current);
+                object::meta_mut(&mut base).remove("resourceVersion");
+                let patched = patch::apply(kind, &base, &body)?;
+                scale::apply(t.def, name, current, &patched)
+            })
+            .await?
+        }
+        _ => return Err(ApiError::MethodNotAllowed),
+    };
+    Ok(h::json(200, &scale::from_object(t.def, &updated)))
 }
 
 /// Maps storage failures on `name` to API errors.

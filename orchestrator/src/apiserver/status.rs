@@ -146,7 +146,8 @@ impl ApiError {
             }
             ApiError::Invalid { kind, name, causes } => Some(json!({
                 "name": name,
-                "kind": kind,
+                "group": split_qualified(kind).1,
+                "kind": split_qualified(kind).0,
                 "causes": causes.iter().map(|c| json!({
                     "reason": c.reason, "message": c.message, "field": c.field,
                 })).collect::<Vec<_>>(),
@@ -164,7 +165,7 @@ impl ApiError {
     }
 }
 
-/// "deployments.apps" -> ("deployments", "apps").
+/// "deployments.apps" -> ("deployments", "apps"); "Scale.autoscaling" -> ("Scale", "autoscaling").
 fn split_qualified(resource: &str) -> (&str, &str) {
     resource.split_once('.').unwrap_or((resource, ""))
 }

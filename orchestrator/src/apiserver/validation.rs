@@ -706,7 +706,7 @@ fn into_result(def: &ResourceDef, name: &str, e: Errors) -> Result<(), ApiError>
         Ok(())
     } else {
         Err(ApiError::Invalid {
-            kind: def.kind.into(),
+            kind: def.qualified_kind(),
             name: name.into(),
             causes: e.0,
         })

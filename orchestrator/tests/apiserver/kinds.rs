@@ -718,3 +718,225 @@ on_both_backends!(
     service_cluster_ips_on_cairn_store,
     service_cluster_ips_on_etcd
 );
+
+const SCALABLE: &str = r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: scaling}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: c, image: "nginx:1.25"}]}
+---
+apiVersion: apps/v1
+kind: ReplicaSet
+metadata: {name: front, namespace: scaling}
+spec:
+  selector: {matchLabels: {app: front}}
+  template:
+    metadata: {labels: {app: front}}
+    spec: {containers: [{name: c, image: "nginx:1.25"}]}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db, namespace: scaling}
+spec:
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec: {containers: [{name: c, image: "postgres:16"}]}
+---
+apiVersion: v1
+kind: ReplicationController
+metadata: {name: legacy, namespace: scaling}
+spec:
+  template:
+    metadata: {labels: {app: legacy}}
+    spec: {containers: [{name: c, image: "nginx:1.25"}]}
+"#;
+
+async fn scale_subresource(c: &Cluster) {
+    let api = &c.api;
+    const DEPLOY: &str = "/apis/apps/v1/namespaces/scaling/deployments/web";
+    eprintln!("-- discovery lists <plural>/scale as an autoscaling/v1 Scale");
+    let apps = api.get("/apis/apps/v1").await.body;
+    let entry = apps["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "deployments/scale")
+        .cloned()
+        .expect("deployments/scale");
+    assert_eq!(
+        (&entry["group"], &entry["version"], &entry["kind"]),
+        (&json!("autoscaling"), &json!("v1"), &json!("Scale"))
+    );
+    let core = api.get("/api/v1").await.body;
+    assert!(core["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["name"] == "replicationcontrollers/scale"));
+
+    api.post(
+        "/api/v1/namespaces",
+        &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "scaling"}}),
+    )
+    .await;
+    if have("kubectl", "CAIRN_REQUIRE_KUBECTL") {
+        let k = Kubectl::new(&api.url());
+        std::fs::write(k.path("scalable.yaml"), SCALABLE).unwrap();
+        k.ok(&["apply", "-f", k.path("scalable.yaml").to_str().unwrap()])
+            .await;
+        eprintln!("-- kubectl scale (a merge patch of /scale) for every scalable kind");
+        let out = k
+            .ok(&[
+                "scale",
+                "deploy/web",
+                "rs/front",
+                "sts/db",
+                "rc/legacy",
+                "--replicas=3",
+                "-n",
+                "scaling",
+            ])
+            .await;
+        for line in [
+            "deployment.apps/web scaled",
+            "replicaset.apps/front scaled",
+            "statefulset.apps/db scaled",
+            "replicationcontroller/legacy scaled",
+        ] {
+            assert!(out.contains(line), "{out}");
+        }
+        let listed: Value = serde_json::from_str(
+            &k.ok(&["get", "deploy,rs,sts,rc", "-n", "scaling", "-o", "json"])
+                .await,
+        )
+        .unwrap();
+        for item in listed["items"].as_array().unwrap() {
+            assert_eq!(item["spec"]["replicas"], 3, "{}", item["metadata"]["name"]);
+            assert_eq!(
+                item["metadata"]["generation"], 2,
+                "{}",
+                item["metadata"]["name"]
+            );
+        }
+        eprintln!("-- with --current-replicas kubectl reads the Scale and PUTs it back");
+        k.ok(&[
+            "scale",
+            "deploy/web",
+            "--replicas=1",
+            "--current-replicas=3",
+            "-n",
+            "scaling",
+        ])
+        .await;
+        let wrong = k
+            .run(&[
+                "scale",
+                "deploy/web",
+                "--replicas=2",
+                "--current-replicas=3",
+                "-n",
+                "scaling",
+            ])
+            .await;
+        assert!(
+            !wrong.ok && wrong.stderr.contains("Expected replicas to be 3, was 1"),
+            "{}",
+            wrong.stderr
+        );
+    } else {
+        let d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}}, "template": {
+            "metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}});
+        assert_eq!(
+            api.post("/apis/apps/v1/namespaces/scaling/deployments", &d)
+                .await
+                .code,
+            201
+        );
+    }
+
+    eprintln!("-- GET, PUT and PATCH of /scale over HTTP");
+    let scale = api.get(&format!("{DEPLOY}/scale")).await;
+    assert_eq!(scale.code, 200);
+    assert_eq!(
+        (&scale.body["kind"], &scale.body["apiVersion"]),
+        (&json!("Scale"), &json!("autoscaling/v1"))
+    );
+    assert_eq!(scale.body["spec"], json!({"replicas": 1}));
+    assert_eq!(
+        scale.body["status"],
+        json!({"replicas": 0, "selector": "app=web"})
+    );
+    let deploy = api.get(DEPLOY).await.body;
+    assert_eq!(
+        scale.body["metadata"]["resourceVersion"],
+        deploy["metadata"]["resourceVersion"]
+    );
+
+    let mut stale = scale.body.clone();
+    stale["spec"]["replicas"] = json!(4);
+    stale["metadata"]["resourceVersion"] = json!("1");
+    let r = api.put(&format!("{DEPLOY}/scale"), &stale).await;
+    assert_eq!(r.code, 409, "{}", r.body);
+    let mut fresh = scale.body.clone();
+    fresh["spec"]["replicas"] = json!(4);
+    let r = api.put(&format!("{DEPLOY}/scale"), &fresh).await;
+    assert_eq!(
+        (r.code, &r.body["spec"]["replicas"]),
+        (200, &json!(4)),
+        "{}",
+        r.body
+    );
+    assert_ne!(
+        r.body["metadata"]["resourceVersion"],
+        scale.body["metadata"]["resourceVersion"]
+    );
+
+    let r = api
+        .patch(
+            &format!("{DEPLOY}/scale"),
+            "application/merge-patch+json",
+            &json!({"spec": {"replicas": -1}}),
+        )
+        .await;
+    assert_eq!(r.code, 422, "{}", r.body);
+    assert_eq!(
+        r.body["message"],
+        "Scale.autoscaling \"web\" is invalid: spec.replicas: Invalid value: -1: must be greater than or equal to 0"
+    );
+    assert_eq!(
+        (&r.body["details"]["kind"], &r.body["details"]["group"]),
+        (&json!("Scale"), &json!("autoscaling"))
+    );
+    let r = api
+        .patch(
+            &format!("{DEPLOY}/scale"),
+            "application/json-patch+json",
+            &json!([{"op": "replace", "path": "/spec/replicas", "value": 0}]),
+        )
+        .await;
+    assert_eq!((r.code, &r.body["spec"]), (200, &json!({})), "{}", r.body);
+    assert_eq!(api.get(DEPLOY).await.body["spec"]["replicas"], 0);
+
+    eprintln!("-- kinds without the subresource, and verbs it does not have");
+    let cms = api
+        .get("/api/v1/namespaces/default/configmaps/x/scale")
+        .await;
+    assert_eq!(cms.code, 404);
+    assert_eq!(api.delete(&format!("{DEPLOY}/scale")).await.code, 405);
+    assert_eq!(
+        api.get("/apis/apps/v1/namespaces/scaling/deployments/nope/scale")
+            .await
+            .code,
+        404
+    );
+}
+on_both_backends!(
+    scale_subresource,
+    scale_subresource_on_cairn_store,
+    scale_subresource_on_etcd
+);
