@@ -329,7 +329,6 @@ fn default_binding(obj: &mut Value) {
 /// Kubernetes' defaults for the fields clients commonly leave out (`SetDefaults_*`).
 pub fn set_defaults(def: &ResourceDef, obj: &mut Value) {
     match (def.group, def.kind) {
-        ("", "Namespace") => default_field(obj, "/spec/finalizers", json!(["kubernetes"])),
         ("", "Secret") => default_field(obj, "/type", json!("Opaque")),
         ("", "Pod") => {
             if let Some(spec) = obj.get_mut("spec") {
@@ -465,9 +464,26 @@ pub fn set_defaults(def: &ResourceDef, obj: &mut Value) {
     }
 }
 
-/// What a kind's registry fills in on create once the object has its uid: a Job's generated
-/// selector and the labels it selects (`generateSelector`), unless `spec.manualSelector` is true.
+/// What a kind's registry fills in on create once the object has its uid: a Namespace's
+/// `kubernetes` finalizer, a Job's generated selector and the labels it selects
+/// (`generateSelector`), unless `spec.manualSelector` is true.
 pub fn prepare_for_create(def: &ResourceDef, obj: &mut Value) {
+    if (def.group, def.kind) == ("", "Namespace") {
+        // Every namespace starts with the `kubernetes` finalizer (the namespace controller's);
+        // it is not a default, so it stays removed once /finalize removes it.
+        if let Some(spec) = object_at(obj, "/spec") {
+            let list = spec.entry("finalizers").or_insert(Value::Null);
+            if list.is_null() {
+                *list = json!([]);
+            }
+            if let Some(items) = list.as_array_mut() {
+                if !items.iter().any(|f| f == "kubernetes") {
+                    items.push(json!("kubernetes"));
+                }
+            }
+        }
+        return;
+    }
     if (def.group, def.kind) != ("batch", "Job")
         || obj.pointer("/spec/manualSelector") == Some(&json!(true))
         || !obj.get("spec").is_some_and(Value::is_object)

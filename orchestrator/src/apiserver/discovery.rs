@@ -99,6 +99,15 @@ pub fn resource_list(group: &str, version: &str) -> Value {
                 "verbs": ["get", "patch", "update"],
             }));
         }
+        if (r.group, r.kind) == ("", "Namespace") {
+            list.push(json!({
+                "name": "namespaces/finalize",
+                "singularName": "",
+                "namespaced": false,
+                "kind": "Namespace",
+                "verbs": ["update"],
+            }));
+        }
         if r.has_scale {
             list.push(json!({
                 "name": format!("{}/scale", r.plural),

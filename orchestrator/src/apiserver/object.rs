@@ -12,7 +12,7 @@ use super::clock;
 use super::defaults;
 use super::names;
 use super::resources::ResourceDef;
-use super::status::ApiError;
+use super::status::{ApiError, Cause};
 use super::storage::Versioned;
 use super::validation;
 
@@ -169,17 +169,68 @@ fn set_namespace(
     Ok(())
 }
 
+/// What an update writes: see [`prepare_update`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateMode {
+    Object,
+    Status,
+    Finalize,
+}
+
+/// Once an object is being deleted its finalizers may only go away (ValidateObjectMetaUpdate).
+fn refuse_new_finalizers(
+    def: &ResourceDef,
+    name: &str,
+    old_meta: &Value,
+    meta: &Map<String, Value>,
+) -> Result<(), ApiError> {
+    let list = |v: Option<&Value>| -> Vec<String> {
+        v.and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let old = list(old_meta.get("finalizers"));
+    let mut added: Vec<String> = list(meta.get("finalizers"))
+        .into_iter()
+        .filter(|f| !old.contains(f))
+        .collect();
+    if added.is_empty() {
+        return Ok(());
+    }
+    added.sort();
+    added.dedup();
+    let go_list: Vec<String> = added.iter().map(|f| format!("{f:?}")).collect();
+    Err(ApiError::Invalid {
+        kind: def.qualified_kind(),
+        name: name.into(),
+        causes: vec![Cause {
+            reason: "FieldValueForbidden",
+            field: "metadata.finalizers".into(),
+            message: format!(
+                "Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{{{}}}",
+                go_list.join(", ")
+            ),
+        }],
+    })
+}
+
 /// Carries server-owned state from the stored object `old` into the replacement `new`
-/// (a PUT body, or the result of a patch). `status_only` is a write to the `/status`
-/// subresource: only status changes; otherwise status changes are ignored for kinds that have
-/// the subresource.
+/// (a PUT body, or the result of a patch), by what is being written: the object (status changes
+/// are ignored for kinds with a `/status` subresource; a Namespace's `spec.finalizers` only
+/// change through `/finalize`), its `/status` (only status changes), or a Namespace's
+/// `/finalize` (spec and metadata change, status does not).
 pub fn prepare_update(
     def: &ResourceDef,
     namespace: Option<&str>,
     name: &str,
     old: &Value,
     new: &mut Value,
-    status_only: bool,
+    mode: UpdateMode,
 ) -> Result<(), ApiError> {
     check_type(def, new)?;
     let body_name = meta_str(new, "name").unwrap_or("");
@@ -202,7 +253,7 @@ pub fn prepare_update(
             });
         }
     }
-    if status_only {
+    if mode == UpdateMode::Status {
         let status = new.get("status").cloned().unwrap_or(json!({}));
         let rv = meta_str(new, "resourceVersion").map(str::to_string);
         *new = old.clone();
@@ -230,8 +281,27 @@ pub fn prepare_update(
     }
     meta.remove("managedFields");
     meta.remove("selfLink");
+    if old_meta
+        .get("deletionTimestamp")
+        .is_some_and(|t| !t.is_null())
+    {
+        refuse_new_finalizers(def, name, &old_meta, meta)?;
+    }
     if def.has_status {
         new["status"] = old.get("status").cloned().unwrap_or(json!({}));
+    }
+    if (def.group, def.kind, mode) == ("", "Namespace", UpdateMode::Object) {
+        let kept = old.pointer("/spec/finalizers").cloned();
+        match (kept, new.get_mut("spec").and_then(Value::as_object_mut)) {
+            (Some(f), Some(spec)) => {
+                spec.insert("finalizers".into(), f);
+            }
+            (Some(f), None) => new["spec"] = json!({ "finalizers": f }),
+            (None, Some(spec)) => {
+                spec.remove("finalizers");
+            }
+            (None, None) => {}
+        }
     }
     defaults::set_defaults(def, new);
     validation::validate(def, name, new)?;
@@ -269,7 +339,15 @@ mod tests {
         let mut changed = d.clone();
         changed["spec"]["replicas"] = json!(3);
         changed["status"] = json!({"replicas": 99});
-        prepare_update(def, Some("default"), "web", &d, &mut changed, false).unwrap();
+        prepare_update(
+            def,
+            Some("default"),
+            "web",
+            &d,
+            &mut changed,
+            UpdateMode::Object,
+        )
+        .unwrap();
         assert_eq!(changed["metadata"]["generation"], 2);
         assert_eq!(changed["status"], json!({}));
     }

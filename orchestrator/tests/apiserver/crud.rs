@@ -185,6 +185,15 @@ async fn crud_and_concurrency(c: &Cluster) {
         201
     );
     assert_eq!(api.delete("/api/v1/namespaces/team").await.code, 200);
+    // The namespace terminates: its controller empties it, then it goes.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while api.get("/api/v1/namespaces/team").await.code != 404 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "namespace team never went away"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     assert_eq!(
         api.get("/api/v1/namespaces/team/configmaps/inside")
             .await

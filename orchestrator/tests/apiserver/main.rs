@@ -7,6 +7,7 @@ mod crud;
 mod harness;
 mod kinds;
 mod kubectl;
+mod lifecycle;
 mod protobuf;
 mod watch;
 
