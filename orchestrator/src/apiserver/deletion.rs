@@ -5,8 +5,18 @@
 //!   namespace controller (`crate::controllers::namespace`) empties it and then removes the
 //!   `kubernetes` finalizer through `/finalize`, which deletes it. `default`, `kube-system` and
 //!   `kube-public` may not be deleted (NamespaceLifecycle);
-//! - any other object is deleted at once, in one Txn with what goes with it (a Service's
-//!   cluster IP).
+//! - a Pod is deleted gracefully: marked with `deletionTimestamp` = now + grace period and
+//!   `deletionGracePeriodSeconds` (the request's `gracePeriodSeconds`, else the pod's
+//!   terminationGracePeriodSeconds), for its kubelet to finish; a pod no node runs, or one that
+//!   already finished, has no grace period and goes at once; a later DELETE may only shorten
+//!   the period, and one with 0 (`kubectl delete --grace-period=0 --force`) deletes it;
+//! - an object with `metadata.finalizers` is only marked (deletionTimestamp, grace period 0)
+//!   and goes when an update removes its last finalizer (see [`completes_deletion`]);
+//! - anything else is deleted at once, in one Txn with what goes with it (a Service's cluster
+//!   IP).
+//!
+//! Orphan and foreground propagation add no finalizers: there is no garbage collector yet to
+//! remove them.
 //!
 //! The decision is a pure function of the stored object and the options ([`decide`]); the
 //! writes follow the REST layer's optimistic-concurrency rules.
@@ -102,6 +112,11 @@ pub enum Decision {
     Now,
     /// Write this (marked) version and keep it.
     Mark(Value),
+    /// Write this (marked, no grace period left) version, then remove it: a graceful delete
+    /// with a zero grace period, as Kubernetes does it (watchers see MODIFIED, then DELETED).
+    MarkThenDelete(Value),
+    /// A graceful deletion is already under way and this request does not shorten it.
+    Pending,
 }
 
 /// Whether `obj` carries a deletionTimestamp.
@@ -110,9 +125,75 @@ pub fn is_deleting(obj: &Value) -> bool {
         .is_some_and(|t| !t.is_null())
 }
 
+fn has_finalizers(obj: &Value) -> bool {
+    obj.pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|f| !f.is_empty())
+}
+
+/// Kinds whose registries delete gracefully (Kubernetes' `RESTGracefulDeleteStrategy`).
+fn deletes_gracefully(def: &ResourceDef) -> bool {
+    (def.group, def.kind) == ("", "Pod")
+}
+
+/// The Pod strategy's `CheckGracefulDelete`: the requested period, else the pod's
+/// terminationGracePeriodSeconds; zero for a pod no node runs (no kubelet would ever finish it)
+/// and for a pod that already finished.
+fn pod_grace_period(pod: &Value, requested: Option<i64>) -> i64 {
+    let unscheduled = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty);
+    let finished = matches!(
+        pod.pointer("/status/phase").and_then(Value::as_str),
+        Some("Succeeded" | "Failed")
+    );
+    if unscheduled || finished {
+        return 0;
+    }
+    requested
+        .or_else(|| {
+            pod.pointer("/spec/terminationGracePeriodSeconds")
+                .and_then(Value::as_i64)
+        })
+        .unwrap_or(0)
+}
+
+fn bump_generation(meta: &mut serde_json::Map<String, Value>) {
+    if let Some(g) = meta
+        .get("generation")
+        .and_then(Value::as_i64)
+        .filter(|g| *g > 0)
+    {
+        meta.insert("generation".into(), json!(g + 1));
+    }
+}
+
+/// `markAsDeleting`: an object that cannot be deleted gracefully but has finalizers is marked
+/// now, with no grace period.
+fn mark_as_deleting(obj: &Value, now: i64) -> Value {
+    let mut marked = obj.clone();
+    let meta = object::meta_mut(&mut marked);
+    let existing = meta
+        .get("deletionTimestamp")
+        .and_then(Value::as_str)
+        .and_then(clock::parse_rfc3339);
+    if existing.is_none() {
+        bump_generation(meta);
+    }
+    if existing.is_none_or(|t| t > now) {
+        meta.insert(
+            "deletionTimestamp".into(),
+            json!(clock::format_rfc3339(now)),
+        );
+    }
+    meta.insert("deletionGracePeriodSeconds".into(), json!(0));
+    marked
+}
+
 /// The Namespace registry's first DELETE: mark it Terminating and leave the rest to the
-/// namespace controller.
-fn decide_namespace(obj: &Value, now: &str) -> Decision {
+/// namespace controller. None when the namespace is already finalized (generic rules apply).
+fn decide_namespace(obj: &Value, now: &str) -> Option<Decision> {
     if !is_deleting(obj) {
         let mut marked = obj.clone();
         object::meta_mut(&mut marked).insert("deletionTimestamp".into(), json!(now));
@@ -120,24 +201,73 @@ fn decide_namespace(obj: &Value, now: &str) -> Decision {
             marked["status"] = json!({});
         }
         marked["status"]["phase"] = json!("Terminating");
-        return Decision::Mark(marked);
+        return Some(Decision::Mark(marked));
     }
     let spec_finalizers = obj
         .pointer("/spec/finalizers")
         .and_then(Value::as_array)
         .is_some_and(|f| !f.is_empty());
-    if spec_finalizers {
-        return Decision::Mark(obj.clone());
-    }
-    Decision::Now
+    spec_finalizers.then(|| Decision::Mark(obj.clone()))
 }
 
-/// What a DELETE does to `obj` of kind `def`, at `now` (Unix seconds).
-pub fn decide(def: &ResourceDef, obj: &Value, _opts: &DeleteOptions, now: i64) -> Decision {
+/// What a DELETE does to `obj` of kind `def`, at `now` (Unix seconds): Kubernetes'
+/// `BeforeDelete` followed by `Store.Delete`'s choice between deleting, marking (finalizers,
+/// grace period) and doing nothing.
+pub fn decide(def: &ResourceDef, obj: &Value, opts: &DeleteOptions, now: i64) -> Decision {
     if (def.group, def.kind) == ("", "Namespace") {
-        return decide_namespace(obj, &clock::format_rfc3339(now));
+        if let Some(d) = decide_namespace(obj, &clock::format_rfc3339(now)) {
+            return d;
+        }
     }
-    Decision::Now
+    // A negative grace period means "as soon as possible": one second.
+    let requested = opts.grace_period.map(|g| if g < 0 { 1 } else { g });
+    let mut marked = obj.clone();
+    let mut grace = None;
+    if deletes_gracefully(def) {
+        if is_deleting(obj) {
+            let existing = obj
+                .pointer("/metadata/deletionGracePeriodSeconds")
+                .and_then(Value::as_i64)
+                .map(|g| if g < 0 { 1 } else { g });
+            match (existing.filter(|g| *g > 0), requested) {
+                // Marked with no grace period left: delete for real now.
+                (None, _) => {}
+                // Only a shorter grace period may be asked for.
+                (Some(current), Some(shorter)) if shorter < current => {
+                    let since = obj
+                        .pointer("/metadata/deletionTimestamp")
+                        .and_then(Value::as_str)
+                        .and_then(clock::parse_rfc3339)
+                        .unwrap_or(now);
+                    let meta = object::meta_mut(&mut marked);
+                    meta.insert(
+                        "deletionTimestamp".into(),
+                        json!(clock::format_rfc3339(since - current + shorter)),
+                    );
+                    meta.insert("deletionGracePeriodSeconds".into(), json!(shorter));
+                    grace = Some(shorter);
+                }
+                (Some(_), _) => return Decision::Pending,
+            }
+        } else {
+            let period = pod_grace_period(obj, requested);
+            let meta = object::meta_mut(&mut marked);
+            meta.insert(
+                "deletionTimestamp".into(),
+                json!(clock::format_rfc3339(now + period)),
+            );
+            meta.insert("deletionGracePeriodSeconds".into(), json!(period));
+            bump_generation(meta);
+            grace = Some(period);
+        }
+    }
+    match (grace, has_finalizers(obj)) {
+        (None, false) => Decision::Now,
+        (None, true) => Decision::Mark(mark_as_deleting(obj, now)),
+        (Some(_), true) => Decision::Mark(marked),
+        (Some(g), false) if g > 0 => Decision::Mark(marked),
+        (Some(_), false) => Decision::MarkThenDelete(marked),
+    }
 }
 
 /// Whether an update that produced `new` from `old` is really the end of a deletion: the last
@@ -235,39 +365,53 @@ pub async fn delete_object(
             ));
         }
         let decision = decide(def, &current, opts, clock::now_secs());
-        let result = match decision {
+        let (marked, then_delete) = match decision {
+            Decision::Pending => return Ok(Outcome::Marked(current)),
             Decision::Now if opts.dry_run => return Ok(Outcome::Deleted(current)),
-            Decision::Now => remove(api, def, &key, &current, mod_rev)
-                .await
-                .map(|_| Outcome::Deleted(current)),
-            Decision::Mark(marked) => {
-                let unchanged = marked == current;
-                if opts.dry_run || unchanged {
-                    return Ok(Outcome::Marked(marked));
-                }
-                let write = Write {
-                    key: key.clone(),
-                    expect: Expect::ModRevision(mod_rev),
-                    op: WriteOp::Put(object::encode(&marked)),
-                    guards: Vec::new(),
-                    side: Vec::new(),
-                };
-                let written = api.store.write(write).await;
-                if written.is_ok() && (def.group, def.kind) == ("", "Namespace") {
-                    api.wake_namespace(name);
-                }
-                written.map(|rev| {
-                    let mut marked = marked;
-                    object::set_resource_version(&mut marked, rev);
-                    Outcome::Marked(marked)
-                })
+            Decision::Now => match remove(api, def, &key, &current, mod_rev).await {
+                Ok(_) => return Ok(Outcome::Deleted(current)),
+                Err(StorageError::Conflict) if opts.resource_version.is_none() => continue,
+                Err(e) => return Err(storage_err(def, name, e)),
+            },
+            Decision::Mark(marked) => (marked, false),
+            Decision::MarkThenDelete(marked) => (marked, true),
+        };
+        if opts.dry_run {
+            return Ok(if then_delete {
+                Outcome::Deleted(marked)
+            } else {
+                Outcome::Marked(marked)
+            });
+        }
+        let (mut marked, rev) = if marked == current {
+            (marked, mod_rev)
+        } else {
+            let write = Write {
+                key: key.clone(),
+                expect: Expect::ModRevision(mod_rev),
+                op: WriteOp::Put(object::encode(&marked)),
+                guards: Vec::new(),
+                side: Vec::new(),
+            };
+            match api.store.write(write).await {
+                Ok(rev) => (marked, rev),
+                Err(StorageError::Conflict) if opts.resource_version.is_none() => continue,
+                Err(e) => return Err(storage_err(def, name, e)),
             }
         };
-        match result {
-            Ok(outcome) => return Ok(outcome),
-            Err(StorageError::Conflict) if opts.resource_version.is_none() => continue,
-            Err(e) => return Err(storage_err(def, name, e)),
+        object::set_resource_version(&mut marked, rev);
+        if (def.group, def.kind) == ("", "Namespace") {
+            api.wake_namespace(name);
         }
+        if !then_delete {
+            return Ok(Outcome::Marked(marked));
+        }
+        // Someone else may finish the deletion first (Kubernetes ignores that NotFound too).
+        return match remove(api, def, &key, &marked, rev).await {
+            Ok(_) | Err(StorageError::NotFound) => Ok(Outcome::Deleted(marked)),
+            Err(StorageError::Conflict) => Ok(Outcome::Marked(marked)),
+            Err(e) => Err(storage_err(def, name, e)),
+        };
     }
     Err(ApiError::conflict_modified(def.qualified(), name))
 }
@@ -317,6 +461,96 @@ pub fn response_body(def: &ResourceDef, outcome: &Outcome) -> Value {
 mod tests {
     use super::*;
     use crate::apiserver::resources::lookup;
+
+    fn marked(d: Decision) -> Value {
+        match d {
+            Decision::Mark(v) | Decision::MarkThenDelete(v) => v,
+            other => panic!("not marked: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn pods_get_a_grace_period_unless_no_node_runs_them() {
+        let def = lookup("", "v1", "pods").unwrap();
+        let opts = DeleteOptions::default();
+        let unbound =
+            json!({"metadata": {"name": "p"}, "spec": {"terminationGracePeriodSeconds": 30}});
+        let d = decide(def, &unbound, &opts, 100);
+        let Decision::MarkThenDelete(m) = d else {
+            panic!("{d:?}")
+        };
+        assert_eq!(m["metadata"]["deletionGracePeriodSeconds"], 0);
+
+        let bound = json!({"metadata": {"name": "p", "generation": 1},
+            "spec": {"nodeName": "n1", "terminationGracePeriodSeconds": 30}});
+        let m = marked(decide(def, &bound, &opts, 100));
+        assert_eq!(m["metadata"]["deletionGracePeriodSeconds"], 30);
+        assert_eq!(
+            m["metadata"]["deletionTimestamp"],
+            clock::format_rfc3339(130)
+        );
+        assert_eq!(m["metadata"]["generation"], 2);
+        assert!(matches!(decide(def, &bound, &opts, 100), Decision::Mark(_)));
+
+        // Again without a period: pending. A longer one: pending. A shorter one: moved up.
+        assert_eq!(decide(def, &m, &opts, 105), Decision::Pending);
+        let longer = DeleteOptions {
+            grace_period: Some(60),
+            ..opts.clone()
+        };
+        assert_eq!(decide(def, &m, &longer, 105), Decision::Pending);
+        let shorter = DeleteOptions {
+            grace_period: Some(10),
+            ..opts.clone()
+        };
+        let s = marked(decide(def, &m, &shorter, 105));
+        assert_eq!(
+            s["metadata"]["deletionTimestamp"],
+            clock::format_rfc3339(110)
+        );
+        assert_eq!(s["metadata"]["deletionGracePeriodSeconds"], 10);
+        let force = DeleteOptions {
+            grace_period: Some(0),
+            ..opts.clone()
+        };
+        assert!(matches!(
+            decide(def, &m, &force, 105),
+            Decision::MarkThenDelete(_)
+        ));
+
+        let done = json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n1"},
+            "status": {"phase": "Succeeded"}});
+        assert!(matches!(
+            decide(def, &done, &opts, 1),
+            Decision::MarkThenDelete(_)
+        ));
+        // A finalizer keeps even a zero-grace pod.
+        let held = json!({"metadata": {"name": "p", "finalizers": ["x"]}, "spec": {}});
+        assert!(matches!(decide(def, &held, &opts, 1), Decision::Mark(_)));
+    }
+
+    #[test]
+    fn finalizers_hold_other_objects() {
+        let def = lookup("apps", "v1", "deployments").unwrap();
+        let opts = DeleteOptions::default();
+        let plain = json!({"metadata": {"name": "d", "generation": 3}});
+        assert_eq!(decide(def, &plain, &opts, 1), Decision::Now);
+        let held =
+            json!({"metadata": {"name": "d", "generation": 3, "finalizers": ["example.com/x"]}});
+        let m = marked(decide(def, &held, &opts, 50));
+        assert_eq!(
+            m["metadata"]["deletionTimestamp"],
+            clock::format_rfc3339(50)
+        );
+        assert_eq!(m["metadata"]["deletionGracePeriodSeconds"], 0);
+        assert_eq!(m["metadata"]["generation"], 4);
+        // Deleting it again changes nothing.
+        assert_eq!(decide(def, &m, &opts, 60), Decision::Mark(m.clone()));
+        let mut released = m.clone();
+        released["metadata"]["finalizers"] = json!([]);
+        assert!(completes_deletion(def, &m, &released));
+        assert!(!completes_deletion(def, &held, &plain));
+    }
 
     #[test]
     fn namespaces_are_marked_then_wait_for_their_finalizers() {

@@ -243,3 +243,208 @@ on_both_backends!(
     kubectl_delete_namespace_with_contents_on_cairn_store,
     kubectl_delete_namespace_with_contents_on_etcd
 );
+
+async fn finalizers_and_graceful_deletion(c: &Cluster) {
+    let api = &c.api;
+    const CMS: &str = "/api/v1/namespaces/default/configmaps";
+    const PODS: &str = "/api/v1/namespaces/default/pods";
+    eprintln!("-- an object with finalizers is only marked, and answers with itself");
+    let mut held = cm("held");
+    held["metadata"]["finalizers"] = json!(["example.com/hold"]);
+    assert_eq!(api.post(CMS, &held).await.code, 201);
+    let r = api.delete(&format!("{CMS}/held")).await;
+    assert_eq!(
+        (r.code, &r.body["kind"]),
+        (200, &json!("ConfigMap")),
+        "{}",
+        r.body
+    );
+    assert!(r.body["metadata"]["deletionTimestamp"].is_string());
+    assert_eq!(r.body["metadata"]["deletionGracePeriodSeconds"], 0);
+    let rv = r.body["metadata"]["resourceVersion"].clone();
+    let again = api.delete(&format!("{CMS}/held")).await;
+    assert_eq!(
+        (again.code, &again.body["metadata"]["resourceVersion"]),
+        (200, &rv)
+    );
+    let r = api.post(CMS, &cm("held")).await;
+    assert_eq!(
+        (r.code, &r.body["message"]),
+        (
+            409,
+            &json!("object is being deleted: configmaps \"held\" already exists")
+        )
+    );
+
+    eprintln!("-- no finalizer may be added once it is being deleted");
+    let r = api
+        .patch(
+            &format!("{CMS}/held"),
+            "application/merge-patch+json",
+            &json!({"metadata": {"finalizers": ["example.com/hold", "example.com/more"]}}),
+        )
+        .await;
+    assert_eq!(r.code, 422, "{}", r.body);
+    assert_eq!(
+        r.body["message"],
+        "ConfigMap \"held\" is invalid: metadata.finalizers: Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{\"example.com/more\"}"
+    );
+
+    eprintln!("-- the update that removes the last finalizer deletes it");
+    let mut watch = api
+        .watch(&format!(
+            "{CMS}?watch=1&resourceVersion={}",
+            rv.as_str().unwrap()
+        ))
+        .await;
+    let r = api
+        .patch(
+            &format!("{CMS}/held"),
+            "application/merge-patch+json",
+            &json!({"metadata": {"finalizers": null}}),
+        )
+        .await;
+    assert_eq!(r.code, 200, "{}", r.body);
+    assert_eq!(api.get(&format!("{CMS}/held")).await.code, 404);
+    if c.backend.supports_watch().await {
+        let ev = watch.next().await;
+        assert_eq!(
+            (&ev["type"], &ev["object"]["metadata"]["name"]),
+            (&json!("DELETED"), &json!("held"))
+        );
+    }
+
+    eprintln!("-- a pod no node runs is deleted at once");
+    assert_eq!(api.post(PODS, &pod("loose")).await.code, 201);
+    let r = api.delete(&format!("{PODS}/loose")).await;
+    assert_eq!((r.code, &r.body["kind"]), (200, &json!("Pod")));
+    assert_eq!(r.body["metadata"]["deletionGracePeriodSeconds"], 0);
+    assert_eq!(api.get(&format!("{PODS}/loose")).await.code, 404);
+
+    eprintln!("-- a bound pod gets its grace period, which a later DELETE may only shorten");
+    let mut bound = pod("bound");
+    bound["spec"]["nodeName"] = json!("node-1");
+    bound["spec"]["terminationGracePeriodSeconds"] = json!(45);
+    assert_eq!(api.post(PODS, &bound).await.code, 201);
+    let r = api.delete(&format!("{PODS}/bound")).await;
+    assert_eq!(r.code, 200);
+    assert_eq!(r.body["metadata"]["deletionGracePeriodSeconds"], 45);
+    let first = r.body["metadata"]["deletionTimestamp"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let still = api.get(&format!("{PODS}/bound")).await;
+    assert_eq!(still.code, 200);
+    let r = api
+        .call(
+            "DELETE",
+            &format!("{PODS}/bound"),
+            "application/json",
+            &json!({"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 60})
+                .to_string(),
+        )
+        .await;
+    assert_eq!(
+        (r.code, r.body["metadata"]["deletionTimestamp"].as_str()),
+        (200, Some(first.as_str())),
+        "a longer period changes nothing"
+    );
+    let r = api
+        .delete(&format!("{PODS}/bound?gracePeriodSeconds=5"))
+        .await;
+    assert_eq!(r.body["metadata"]["deletionGracePeriodSeconds"], 5);
+    assert!(r.body["metadata"]["deletionTimestamp"].as_str().unwrap() < first.as_str());
+    if have("kubectl", "CAIRN_REQUIRE_KUBECTL") {
+        let k = Kubectl::new(&api.url());
+        let out = k.ok(&["get", "pod", "bound"]).await;
+        assert!(out.contains("Terminating"), "{out}");
+        let out = k
+            .ok(&["delete", "pod", "bound", "--grace-period=0", "--force"])
+            .await;
+        assert!(out.contains("pod \"bound\" force deleted"), "{out}");
+    } else {
+        let r = api
+            .delete(&format!("{PODS}/bound?gracePeriodSeconds=0"))
+            .await;
+        assert_eq!(r.code, 200);
+    }
+    assert_eq!(api.get(&format!("{PODS}/bound")).await.code, 404);
+}
+on_both_backends!(
+    finalizers_and_graceful_deletion,
+    finalizers_and_graceful_deletion_on_cairn_store,
+    finalizers_and_graceful_deletion_on_etcd
+);
+
+async fn kubectl_delete_namespace_waits_for_finalizers(c: &Cluster) {
+    if !have("kubectl", "CAIRN_REQUIRE_KUBECTL") {
+        return;
+    }
+    let api = c.api.clone();
+    let k = Kubectl::new(&api.url());
+    k.ok(&["create", "namespace", "held"]).await;
+    let mut blocker = cm("blocker");
+    blocker["metadata"]["finalizers"] = json!(["example.com/hold"]);
+    assert_eq!(
+        api.post("/api/v1/namespaces/held/configmaps", &blocker)
+            .await
+            .code,
+        201
+    );
+    eprintln!("-- kubectl delete ns blocks while a finalizer holds the content");
+    let releaser = tokio::spawn({
+        let api = api.clone();
+        async move {
+            let path = "/api/v1/namespaces/held/configmaps/blocker";
+            // The namespace controller marks it and says what holds the namespace up.
+            let remaining = eventually(
+                Duration::from_secs(10),
+                "the finalizer condition",
+                || async {
+                    let ns = api.get("/api/v1/namespaces/held").await.body;
+                    ns["status"]["conditions"]
+                        .as_array()
+                        .and_then(|cs| {
+                            cs.iter()
+                                .find(|c| c["type"] == "NamespaceFinalizersRemaining")
+                        })
+                        .filter(|c| c["status"] == "True")
+                        .map(|c| c["message"].clone())
+                },
+            )
+            .await;
+            let cm = api.get(path).await.body;
+            assert!(cm["metadata"]["deletionTimestamp"].is_string(), "{cm}");
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let r = api
+                .patch(
+                    path,
+                    "application/merge-patch+json",
+                    &json!({"metadata": {"finalizers": []}}),
+                )
+                .await;
+            assert_eq!(r.code, 200, "{}", r.body);
+            remaining
+        }
+    });
+    let started = Instant::now();
+    let out = k.ok(&["delete", "ns", "held", "--timeout=20s"]).await;
+    let took = started.elapsed();
+    assert!(out.contains("namespace \"held\" deleted"), "{out}");
+    assert!(
+        took >= Duration::from_millis(1500),
+        "kubectl returned after {took:?}"
+    );
+    let remaining = releaser.await.unwrap();
+    assert_eq!(
+        remaining,
+        json!("Some content in the namespace has finalizers remaining: example.com/hold in 1 resource instances")
+    );
+    let gone = k.run(&["get", "ns", "held"]).await;
+    assert!(!gone.ok, "{}", gone.stdout);
+}
+on_both_backends!(
+    kubectl_delete_namespace_waits_for_finalizers,
+    kubectl_delete_namespace_waits_for_finalizers_on_cairn_store,
+    kubectl_delete_namespace_waits_for_finalizers_on_etcd
+);
