@@ -416,16 +416,19 @@ pub async fn delete_object(
     Err(ApiError::conflict_modified(def.qualified(), name))
 }
 
-/// DELETE of a collection: every object the selectors pick, one by one with the same options
-/// (Kubernetes' DeleteCollection is not atomic either). Returns the objects as listed and the
-/// list's revision. Objects that vanish meanwhile are skipped.
+/// DELETE of a collection (deletecollection): every object the selectors pick, one by one with
+/// the same options, so finalizers and grace periods apply to each (Kubernetes'
+/// DeleteCollection is not atomic either). Returns the objects as listed and the list's
+/// revision. Objects that vanish meanwhile are skipped.
 pub async fn delete_collection(
     api: &ApiServer,
     t: &Target,
+    q: &Query,
     sel: &Selectors,
     opts: &DeleteOptions,
 ) -> Result<(Vec<Value>, i64), ApiError> {
-    let listed = rest::list_objects(api, t, &Query::default(), sel).await?;
+    // `limit` (and `continue`) make it one page, as Kubernetes does.
+    let listed = rest::list_objects(api, t, q, sel).await?;
     for item in &listed.items {
         let one = Target {
             def: t.def,

@@ -96,15 +96,11 @@ impl NamespaceApi for Loopback {
 
     async fn delete_collection(&self, r: &Resource, namespace: &str) -> Result<(), ClientError> {
         let t = target(def_of(r)?, Some(namespace));
-        deletion::delete_collection(
-            &self.0,
-            &t,
-            &Selectors::default(),
-            &DeleteOptions::default(),
-        )
-        .await
-        .map(|_| ())
-        .map_err(client_err)
+        let (q, sel) = (Query::default(), Selectors::default());
+        deletion::delete_collection(&self.0, &t, &q, &sel, &DeleteOptions::default())
+            .await
+            .map(|_| ())
+            .map_err(client_err)
     }
 
     async fn list(&self, r: &Resource, namespace: &str) -> Result<Vec<Value>, ClientError> {

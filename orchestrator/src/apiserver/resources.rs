@@ -73,11 +73,30 @@ impl ResourceDef {
         }
     }
 
-    /// Verbs advertised in discovery: exactly those the REST layer implements.
+    /// Verbs advertised in discovery: exactly those the REST layer implements. Namespaces have
+    /// no deletecollection, as in Kubernetes.
     pub fn verbs(&self) -> &'static [&'static str] {
-        &[
-            "create", "delete", "get", "list", "patch", "update", "watch",
-        ]
+        if self.deletes_collections() {
+            &[
+                "create",
+                "delete",
+                "deletecollection",
+                "get",
+                "list",
+                "patch",
+                "update",
+                "watch",
+            ]
+        } else {
+            &[
+                "create", "delete", "get", "list", "patch", "update", "watch",
+            ]
+        }
+    }
+
+    /// Whether DELETE on the collection (deletecollection) is served.
+    pub fn deletes_collections(&self) -> bool {
+        (self.group, self.kind) != ("", "Namespace")
     }
 }
 

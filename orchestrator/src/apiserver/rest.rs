@@ -1,5 +1,6 @@
-//! The REST verbs on resources: get, list, create, update, patch, delete (watch is in
-//! `watch.rs`), each a read or a compare-and-swap write through [`Store`].
+//! The REST verbs on resources: get, list, create, update, patch (watch is in `watch.rs`,
+//! delete and deletecollection in `deletion.rs`), each a read or a compare-and-swap write
+//! through [`Store`], and the `/scale` and `/finalize` subresources.
 //!
 //! Writes follow kube-apiserver's `GuaranteedUpdate`: read the object and its mod_revision,
 //! compute the new object, write it with a Txn comparing that mod_revision. When the client
@@ -55,6 +56,25 @@ pub async fn handle(
                 Err(ApiError::MethodNotAllowed)
             }
             Method::POST => create(api, &t, q, encoding, &h::read_body(body).await?).await,
+            // deletecollection is served per namespace for namespaced kinds, as in Kubernetes.
+            Method::DELETE
+                if t.def.deletes_collections() && (t.namespace.is_some() || !t.def.namespaced) =>
+            {
+                let body = h::read_body(body).await?;
+                let opts = DeleteOptions::parse(t.def, q, encoding, &body)?;
+                let sel = selectors(t.def, q)?;
+                let (items, revision) =
+                    deletion::delete_collection(api, &t, q, &sel, &opts).await?;
+                Ok(h::json(
+                    200,
+                    &json!({
+                        "kind": format!("{}List", t.def.kind),
+                        "apiVersion": t.def.api_version(),
+                        "metadata": {"resourceVersion": revision.to_string()},
+                        "items": items,
+                    }),
+                ))
+            }
             _ => Err(ApiError::MethodNotAllowed),
         },
         (Some(name), Some("scale")) if t.def.has_scale => {

@@ -266,7 +266,15 @@ async fn bad_input(c: &Cluster) {
         (missing.code, missing.body["kind"].as_str()),
         (404, Some("Status"))
     );
-    assert_eq!(api.call("DELETE", CMS, "", "").await.code, 405);
+    assert_eq!(
+        api.call("DELETE", "/api/v1/configmaps", "", "").await.code,
+        405,
+        "deletecollection is per namespace"
+    );
+    assert_eq!(
+        api.call("DELETE", "/api/v1/namespaces", "", "").await.code,
+        405
+    );
     assert_eq!(
         api.call("POST", "/version", "application/json", "{}")
             .await

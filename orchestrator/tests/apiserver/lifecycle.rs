@@ -448,3 +448,134 @@ on_both_backends!(
     kubectl_delete_namespace_waits_for_finalizers_on_cairn_store,
     kubectl_delete_namespace_waits_for_finalizers_on_etcd
 );
+
+async fn delete_collection(c: &Cluster) {
+    let api = &c.api;
+    assert_eq!(
+        api.post("/api/v1/namespaces", &namespace("bulk", &[]))
+            .await
+            .code,
+        201
+    );
+    const CMS: &str = "/api/v1/namespaces/bulk/configmaps";
+    const PODS: &str = "/api/v1/namespaces/bulk/pods";
+    for (name, app) in [("a1", "y"), ("a2", "y"), ("b1", "z"), ("c1", "y")] {
+        let mut obj = cm(name);
+        obj["metadata"]["labels"] = json!({"app": app});
+        if name == "c1" {
+            obj["metadata"]["finalizers"] = json!(["example.com/hold"]);
+        }
+        assert_eq!(api.post(CMS, &obj).await.code, 201);
+    }
+    eprintln!("-- discovery advertises deletecollection (not for namespaces)");
+    let core = api.get("/api/v1").await.body;
+    let verbs = |name: &str| {
+        core["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .map(|r| r["verbs"].clone())
+            .unwrap()
+    };
+    assert!(verbs("configmaps")
+        .as_array()
+        .unwrap()
+        .contains(&json!("deletecollection")));
+    assert!(!verbs("namespaces")
+        .as_array()
+        .unwrap()
+        .contains(&json!("deletecollection")));
+
+    eprintln!("-- DELETE on a collection with a label selector deletes what it selects");
+    let r = api.delete(&format!("{CMS}?labelSelector=app%3Dy")).await;
+    assert_eq!(r.code, 200, "{}", r.body);
+    assert_eq!(r.body["kind"], "ConfigMapList");
+    let names: Vec<&str> = r.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["a1", "a2", "c1"]);
+    let left: Vec<Value> = items(api, CMS).await;
+    let left_names: Vec<&str> = left
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(left_names, ["b1", "c1"], "c1 stays, held by its finalizer");
+    assert!(left[1]["metadata"]["deletionTimestamp"].is_string());
+
+    eprintln!("-- field selectors, dry runs, and pods with their grace periods");
+    let r = api
+        .delete(&format!(
+            "{CMS}?fieldSelector=metadata.name%3Db1&dryRun=All"
+        ))
+        .await;
+    assert_eq!(
+        (r.code, r.body["items"].as_array().unwrap().len()),
+        (200, 1)
+    );
+    assert_eq!(api.get(&format!("{CMS}/b1")).await.code, 200);
+    let r = api
+        .delete(&format!("{CMS}?fieldSelector=metadata.name%3Db1"))
+        .await;
+    assert_eq!(
+        (r.code, r.body["items"].as_array().unwrap().len()),
+        (200, 1)
+    );
+    assert_eq!(api.get(&format!("{CMS}/b1")).await.code, 404);
+    assert_eq!(api.post(PODS, &pod("loose")).await.code, 201);
+    let mut bound = pod("bound");
+    bound["spec"]["nodeName"] = json!("node-1");
+    assert_eq!(api.post(PODS, &bound).await.code, 201);
+    let r = api.delete(PODS).await;
+    assert_eq!(
+        (r.code, r.body["items"].as_array().unwrap().len()),
+        (200, 2)
+    );
+    let pods = items(api, PODS).await;
+    assert_eq!(pods.len(), 1, "the bound pod waits for its grace period");
+    assert_eq!(pods[0]["metadata"]["deletionGracePeriodSeconds"], 30);
+
+    if have("kubectl", "CAIRN_REQUIRE_KUBECTL") {
+        eprintln!("-- kubectl delete --all and -l");
+        let k = Kubectl::new(&api.url());
+        for n in ["p1", "p2"] {
+            k.ok(&["run", n, "--image=busybox", "-n", "bulk"]).await;
+        }
+        k.ok(&["create", "cm", "y1", "-n", "bulk"]).await;
+        k.ok(&["label", "cm", "y1", "app=y", "-n", "bulk"]).await;
+        k.ok(&["create", "cm", "keep", "-n", "bulk"]).await;
+        let out = k
+            .ok(&[
+                "delete",
+                "pods",
+                "--all",
+                "-n",
+                "bulk",
+                "--grace-period=0",
+                "--force",
+            ])
+            .await;
+        assert!(
+            out.contains("pod \"p1\" force deleted") && out.contains("pod \"p2\" force deleted"),
+            "{out}"
+        );
+        let out = k
+            .ok(&["delete", "cm", "-l", "app=y", "-n", "bulk", "--wait=false"])
+            .await;
+        assert!(out.contains("configmap \"y1\" deleted"), "{out}");
+        let left = k.ok(&["get", "pods,cm", "-n", "bulk", "-o", "name"]).await;
+        assert!(
+            !left.contains("pod/p1") && !left.contains("pod/bound") && !left.contains("y1"),
+            "{left}"
+        );
+        assert!(left.contains("configmap/keep"), "{left}");
+    }
+}
+on_both_backends!(
+    delete_collection,
+    delete_collection_on_cairn_store,
+    delete_collection_on_etcd
+);
