@@ -9,6 +9,12 @@ const PROTOS: &[&str] = &[
     "k8s.io/api/core/v1/generated.proto",
     "k8s.io/api/apps/v1/generated.proto",
     "k8s.io/api/batch/v1/generated.proto",
+    "k8s.io/api/autoscaling/v1/generated.proto",
+    "k8s.io/api/autoscaling/v2/generated.proto",
+    "k8s.io/api/coordination/v1/generated.proto",
+    "k8s.io/api/policy/v1/generated.proto",
+    "k8s.io/api/rbac/v1/generated.proto",
+    "k8s.io/api/scheduling/v1/generated.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

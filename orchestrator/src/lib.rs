@@ -4,6 +4,10 @@
 //! - [`apiserver`]: the Kubernetes REST API (discovery, CRUD, list/watch, patch, Tables) over
 //!   objects stored as JSON under `/registry/...` in etcd.
 //!
-//! The scheduler, controllers, kubelet and proxy come later, as further modules here.
+//! - [`controllers`]: control loops; today the namespace controller, which the apiserver runs
+//!   in-process until a controller-manager exists.
+//!
+//! The scheduler, the other controllers, kubelet and proxy come later, as further modules here.
 
 pub mod apiserver;
+pub mod controllers;

@@ -4,6 +4,8 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
+use super::service_ip::ServiceCidr;
+
 /// `cairn apiserver` flags.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Config {
@@ -32,7 +34,8 @@ pub struct Config {
     /// Bearer tokens file (Kubernetes' CSV format). Not built yet: refused if given.
     #[arg(long = "token-auth-file")]
     pub token_auth_file: Option<PathBuf>,
-    /// Range Service cluster IPs are allocated from.
+    /// Range Service cluster IPs are allocated from (IPv4; the first address is kept for the
+    /// `kubernetes` Service).
     #[arg(long = "service-cluster-ip-range", default_value = "10.0.0.0/24")]
     pub service_cluster_ip_range: String,
 }
@@ -64,6 +67,13 @@ impl Config {
         if !self.etcd_prefix.starts_with('/') || self.etcd_prefix.ends_with('/') {
             return Err("--etcd-prefix must start with '/' and not end with '/'".into());
         }
+        self.service_cidr()?;
         Ok(())
+    }
+
+    /// The parsed `--service-cluster-ip-range`.
+    pub fn service_cidr(&self) -> Result<ServiceCidr, String> {
+        ServiceCidr::parse(&self.service_cluster_ip_range)
+            .map_err(|e| format!("--service-cluster-ip-range: {e}"))
     }
 }

@@ -7,21 +7,30 @@
 //! - [`openapi`]: /openapi/v2 (protobuf and JSON).
 //! - [`resources`]: the table of served kinds.
 //! - [`rest`]: get, list, create, update, patch, delete.
+//! - [`deletion`]: what DELETE does: namespace termination, finalizers, graceful deletion.
 //! - [`watch`]: watch streams from an etcd watch.
-//! - [`object`]: server-owned metadata, defaults, validation of stored objects.
+//! - [`object`]: server-owned metadata of stored objects; the order of defaulting and validation.
+//! - [`defaults`]: Kubernetes' per-kind defaults.
+//! - [`validation`]: name rules and per-kind validation, with Kubernetes' field paths.
 //! - [`patch`]: JSON patch, merge patch, strategic merge patch.
 //! - [`protobuf`]: Kubernetes' protobuf request bodies, read into the JSON a JSON client sends.
+//! - [`scale`]: the autoscaling/v1 Scale subresource.
 //! - [`selector`]: label and field selectors.
 //! - [`table`]: server-side printing (meta.k8s.io/v1 Table).
 //! - [`storage`]: the etcd client (Txn compare-and-swap writes, ranges, watches).
+//! - [`service_ip`]: Service cluster IPs from `--service-cluster-ip-range`.
 //! - [`status`]: API errors and their Status bodies.
+//! - [`loopback`]: the in-process client the namespace controller uses.
 //! - [`http`], [`query`], [`names`], [`clock`]: bodies and negotiation, query strings, name
 //!   rules and uids, timestamps.
 
 pub mod clock;
 pub mod config;
+pub mod defaults;
+pub mod deletion;
 pub mod discovery;
 pub mod http;
+pub mod loopback;
 pub mod names;
 pub mod object;
 pub mod openapi;
@@ -31,28 +40,53 @@ pub mod query;
 pub mod resources;
 pub mod rest;
 pub mod route;
+pub mod scale;
 pub mod selector;
 pub mod server;
+pub mod service_ip;
 pub mod status;
 pub mod storage;
 pub mod table;
+pub mod validation;
 pub mod watch;
 
 pub use config::Config;
 pub use server::{start, Handle, StartError};
 
+use tokio::sync::mpsc;
+
 use resources::ResourceDef;
+use service_ip::ServiceCidr;
 use storage::Store;
 
 /// Shared state of a running apiserver.
 pub struct ApiServer {
     store: Store,
     prefix: String,
+    service_cidr: ServiceCidr,
+    /// Names namespaces for the namespace controller to look at: one was marked for deletion,
+    /// or something in one went away. Bounded; when full the controller's relist catches up.
+    namespace_wake: mpsc::Sender<String>,
 }
 
 impl ApiServer {
-    pub fn new(store: Store, prefix: String) -> ApiServer {
-        ApiServer { store, prefix }
+    pub fn new(
+        store: Store,
+        prefix: String,
+        service_cidr: ServiceCidr,
+        namespace_wake: mpsc::Sender<String>,
+    ) -> ApiServer {
+        ApiServer {
+            store,
+            prefix,
+            service_cidr,
+            namespace_wake,
+        }
+    }
+
+    /// Asks the namespace controller to look at `namespace` soon.
+    fn wake_namespace(&self, namespace: &str) {
+        let _ = self.namespace_wake.try_send(namespace.to_string());
     }
 
     /// `<prefix>/<plural>/<namespace>/<name>`, or `<prefix>/<plural>/<name>` when cluster-scoped.

@@ -1,5 +1,5 @@
-//! Object name rules (apimachinery's `IsDNS1123Subdomain`, `IsDNS1123Label`, `IsDNS1035Label`)
-//! with Kubernetes' own error wording, and `generateName` suffixes.
+//! Object name rules (apimachinery's `IsDNS1123Subdomain`, `IsDNS1123Label`, `IsDNS1035Label`,
+//! `IsValidPathSegmentName`) with Kubernetes' own error wording, and `generateName` suffixes.
 
 use super::resources::NameRule;
 
@@ -45,6 +45,17 @@ pub fn validate(rule: NameRule, name: &str) -> Vec<String> {
                 errs.push(RFC1035_MSG.into());
             }
         }
+        NameRule::PathSegment => {
+            if name == "." || name == ".." {
+                errs.push(format!("may not be '{name}'"));
+            } else {
+                for bad in ["/", "%"] {
+                    if name.contains(bad) {
+                        errs.push(format!("may not contain '{bad}'"));
+                    }
+                }
+            }
+        }
     }
     errs
 }
@@ -59,7 +70,10 @@ pub fn generate(prefix: &str) -> String {
         .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
         .collect();
     // Kubernetes truncates the prefix so the result stays a valid 63-character label.
-    let keep = prefix.len().min(58);
+    let mut keep = prefix.len().min(58);
+    while !prefix.is_char_boundary(keep) {
+        keep -= 1;
+    }
     format!("{}{suffix}", &prefix[..keep])
 }
 
@@ -80,6 +94,13 @@ pub fn new_uid() -> String {
     )
 }
 
+/// A random number (allocation starting points).
+pub fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    fill_random(&mut b);
+    u64::from_le_bytes(b)
+}
+
 fn fill_random(buf: &mut [u8]) {
     // The OS random source failing is not recoverable for uid generation: uids must be unique.
     getrandom::fill(buf).expect("OS random source unavailable");
@@ -98,6 +119,12 @@ mod tests {
         assert!(validate(NameRule::Label, "123-abc").is_empty());
         assert!(!validate(NameRule::Rfc1035Label, "1abc").is_empty());
         assert!(!validate(NameRule::Subdomain, &"a".repeat(254)).is_empty());
+        assert!(validate(NameRule::PathSegment, "system:controller:Foo_1").is_empty());
+        assert_eq!(
+            validate(NameRule::PathSegment, "a/b%c"),
+            ["may not contain '/'", "may not contain '%'"]
+        );
+        assert_eq!(validate(NameRule::PathSegment, ".."), ["may not be '..'"]);
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! What the server does to an object's body on the way into storage: type checks, name rules,
-//! server-owned metadata (uid, creationTimestamp, generation, resourceVersion), per-kind defaults
-//! (a subset of Kubernetes' `SetDefaults_*`) and the few validations of required fields.
+//! What the server does to an object's body on the way into storage: type checks, server-owned
+//! metadata (uid, creationTimestamp, generation, resourceVersion), then the per-kind defaults
+//! (`defaults.rs`) and validation (`validation.rs`), in Kubernetes' order: defaults first, so
+//! validation sees the object as it will be stored.
 //!
 //! Invariant: stored values never carry metadata.resourceVersion — it is the key's etcd
 //! mod_revision and is injected on every read (`decode`), as kube-apiserver does.
@@ -8,10 +9,12 @@
 use serde_json::{json, Map, Value};
 
 use super::clock;
+use super::defaults;
 use super::names;
 use super::resources::ResourceDef;
 use super::status::{ApiError, Cause};
 use super::storage::Versioned;
+use super::validation;
 
 /// A stored value as an API object with its resourceVersion.
 pub fn decode(kv: &Versioned) -> Result<Value, ApiError> {
@@ -77,25 +80,6 @@ pub fn check_type(def: &ResourceDef, obj: &Value) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn check_string_map(
-    def: &ResourceDef,
-    obj: &Value,
-    name: &str,
-    field: &str,
-) -> Result<(), ApiError> {
-    match obj.pointer(&format!("/metadata/{field}")) {
-        None | Some(Value::Null) => Ok(()),
-        Some(Value::Object(m)) if m.values().all(Value::is_string) => Ok(()),
-        Some(_) => Err(ApiError::invalid(
-            def.kind,
-            name,
-            &format!("metadata.{field}"),
-            "FieldValueInvalid",
-            "must be a map of string to string".into(),
-        )),
-    }
-}
-
 /// Fills server-owned metadata and defaults on a new object; returns its name.
 /// `namespace` is the request's (None for cluster-scoped kinds).
 pub fn prepare_create(
@@ -120,7 +104,7 @@ pub fn prepare_create(
             Some(prefix) if !prefix.is_empty() => name = names::generate(prefix),
             _ => {
                 return Err(ApiError::invalid(
-                    def.kind,
+                    &def.qualified_kind(),
                     "",
                     "metadata.name",
                     "FieldValueRequired",
@@ -147,11 +131,12 @@ pub fn prepare_create(
     } else {
         meta.remove("generation");
     }
-    validate(def, &name, obj)?;
     if def.has_status {
-        obj["status"] = initial_status(def);
+        obj["status"] = defaults::initial_status(def);
     }
-    set_defaults(def, obj);
+    defaults::prepare_for_create(def, obj);
+    defaults::set_defaults(def, obj);
+    validation::validate(def, &name, obj)?;
     Ok(name)
 }
 
@@ -184,227 +169,68 @@ fn set_namespace(
     Ok(())
 }
 
-/// Name rules plus the required fields Kubernetes' validation checks for the kinds served.
-fn validate(def: &ResourceDef, name: &str, obj: &Value) -> Result<(), ApiError> {
-    let mut causes: Vec<Cause> = names::validate(def.name_rule, name)
+/// What an update writes: see [`prepare_update`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateMode {
+    Object,
+    Status,
+    Finalize,
+}
+
+/// Once an object is being deleted its finalizers may only go away (ValidateObjectMetaUpdate).
+fn refuse_new_finalizers(
+    def: &ResourceDef,
+    name: &str,
+    old_meta: &Value,
+    meta: &Map<String, Value>,
+) -> Result<(), ApiError> {
+    let list = |v: Option<&Value>| -> Vec<String> {
+        v.and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let old = list(old_meta.get("finalizers"));
+    let mut added: Vec<String> = list(meta.get("finalizers"))
         .into_iter()
-        .map(|m| Cause {
-            reason: "FieldValueInvalid",
-            field: "metadata.name".into(),
-            message: format!("Invalid value: {name:?}: {m}"),
-        })
+        .filter(|f| !old.contains(f))
         .collect();
-    for field in ["labels", "annotations"] {
-        if let Err(ApiError::Invalid { causes: c, .. }) = check_string_map(def, obj, name, field) {
-            causes.extend(c);
-        }
+    if added.is_empty() {
+        return Ok(());
     }
-    let required = |causes: &mut Vec<Cause>, field: &str| {
-        causes.push(Cause {
-            reason: "FieldValueRequired",
-            field: field.into(),
-            message: "Required value".into(),
-        })
-    };
-    let containers_ok = |ptr: &str, field: &str, causes: &mut Vec<Cause>| match obj
-        .pointer(ptr)
-        .and_then(Value::as_array)
-    {
-        Some(cs) if !cs.is_empty() => {
-            for (i, c) in cs.iter().enumerate() {
-                if c.get("name")
-                    .and_then(Value::as_str)
-                    .is_none_or(str::is_empty)
-                {
-                    required(causes, &format!("{field}[{i}].name"));
-                }
-                if c.get("image")
-                    .and_then(Value::as_str)
-                    .is_none_or(str::is_empty)
-                {
-                    required(causes, &format!("{field}[{i}].image"));
-                }
-            }
-        }
-        _ => required(causes, field),
-    };
-    match def.kind {
-        "Pod" => containers_ok("/spec/containers", "spec.containers", &mut causes),
-        "Deployment" => {
-            containers_ok(
-                "/spec/template/spec/containers",
-                "spec.template.spec.containers",
-                &mut causes,
-            );
-            let selector = obj
-                .pointer("/spec/selector/matchLabels")
-                .and_then(Value::as_object);
-            let labels = obj
-                .pointer("/spec/template/metadata/labels")
-                .and_then(Value::as_object);
-            match selector {
-                None => required(&mut causes, "spec.selector"),
-                Some(sel) => {
-                    if !sel
-                        .iter()
-                        .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
-                    {
-                        causes.push(Cause {
-                            reason: "FieldValueInvalid",
-                            field: "spec.template.metadata.labels".into(),
-                            message: "Invalid value: `selector` does not match template `labels`"
-                                .into(),
-                        });
-                    }
-                }
-            }
-        }
-        "ConfigMap" | "Secret" => {
-            for field in ["data", "stringData"] {
-                if let Some(v) = obj.get(field) {
-                    if !v.is_null()
-                        && !v
-                            .as_object()
-                            .is_some_and(|m| m.values().all(Value::is_string))
-                    {
-                        return Err(ApiError::BadRequest(format!(
-                            "{field}: must be a map of string to string"
-                        )));
-                    }
-                }
-            }
-        }
-        _ => {}
-    }
-    if causes.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::Invalid {
-            kind: def.kind.into(),
-            name: name.into(),
-            causes,
-        })
-    }
-}
-
-fn initial_status(def: &ResourceDef) -> Value {
-    match def.kind {
-        "Namespace" => json!({"phase": "Active"}),
-        "Pod" => json!({"phase": "Pending", "qosClass": "BestEffort"}),
-        "Service" => json!({"loadBalancer": {}}),
-        _ => json!({}),
-    }
-}
-
-fn default_field(obj: &mut Value, ptr: &str, value: Value) {
-    let (parent, field) = ptr.rsplit_once('/').unwrap_or(("", ptr));
-    let mut cur = obj;
-    for part in parent.split('/').filter(|p| !p.is_empty()) {
-        if !cur.get(part).is_some_and(Value::is_object) {
-            cur[part] = json!({});
-        }
-        cur = &mut cur[part];
-    }
-    if cur.get(field).is_none_or(Value::is_null) {
-        cur[field] = value;
-    }
-}
-
-fn default_pod_spec(spec: &mut Value) {
-    default_field(spec, "/restartPolicy", json!("Always"));
-    default_field(spec, "/terminationGracePeriodSeconds", json!(30));
-    default_field(spec, "/dnsPolicy", json!("ClusterFirst"));
-    default_field(spec, "/schedulerName", json!("default-scheduler"));
-    default_field(spec, "/securityContext", json!({}));
-    default_field(spec, "/enableServiceLinks", json!(true));
-    for list in ["containers", "initContainers"] {
-        if let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) {
-            for c in cs {
-                let image = c.get("image").and_then(Value::as_str).unwrap_or("");
-                let tag = image
-                    .rsplit('/')
-                    .next()
-                    .and_then(|last| last.split_once(':'))
-                    .map(|(_, t)| t);
-                let policy = if image.contains('@') || tag.is_some_and(|t| t != "latest") {
-                    "IfNotPresent"
-                } else {
-                    "Always"
-                };
-                default_field(c, "/imagePullPolicy", json!(policy));
-                default_field(c, "/terminationMessagePath", json!("/dev/termination-log"));
-                default_field(c, "/terminationMessagePolicy", json!("File"));
-                default_field(c, "/resources", json!({}));
-                if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
-                    for p in ports {
-                        default_field(p, "/protocol", json!("TCP"));
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Kubernetes' defaults for the fields clients commonly leave out (`SetDefaults_*`).
-pub fn set_defaults(def: &ResourceDef, obj: &mut Value) {
-    match def.kind {
-        "Namespace" => default_field(obj, "/spec/finalizers", json!(["kubernetes"])),
-        "Secret" => default_field(obj, "/type", json!("Opaque")),
-        "Pod" if obj.get("spec").is_some_and(Value::is_object) => {
-            default_pod_spec(&mut obj["spec"]);
-        }
-        "Service" => {
-            default_field(obj, "/spec/type", json!("ClusterIP"));
-            default_field(obj, "/spec/sessionAffinity", json!("None"));
-            if let Some(ports) = obj.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
-                for p in ports {
-                    default_field(p, "/protocol", json!("TCP"));
-                    // A zero or empty targetPort means unset (Go clients write the zero
-                    // IntOrString as `0`), as in Kubernetes' SetDefaults_Service.
-                    if let Some(port) = p.as_object_mut() {
-                        if matches!(port.get("targetPort"), Some(t) if *t == json!(0) || *t == json!(""))
-                        {
-                            port.remove("targetPort");
-                        }
-                    }
-                    if let Some(port) = p.get("port").cloned() {
-                        default_field(p, "/targetPort", port);
-                    }
-                }
-            }
-        }
-        "Deployment" => {
-            default_field(obj, "/spec/replicas", json!(1));
-            default_field(obj, "/spec/revisionHistoryLimit", json!(10));
-            default_field(obj, "/spec/progressDeadlineSeconds", json!(600));
-            default_field(obj, "/spec/strategy/type", json!("RollingUpdate"));
-            if obj.pointer("/spec/strategy/type") == Some(&json!("RollingUpdate")) {
-                default_field(obj, "/spec/strategy/rollingUpdate/maxSurge", json!("25%"));
-                default_field(
-                    obj,
-                    "/spec/strategy/rollingUpdate/maxUnavailable",
-                    json!("25%"),
-                );
-            }
-            if let Some(spec) = obj.pointer_mut("/spec/template/spec") {
-                default_pod_spec(spec);
-            }
-        }
-        _ => {}
-    }
+    added.sort();
+    added.dedup();
+    let go_list: Vec<String> = added.iter().map(|f| format!("{f:?}")).collect();
+    Err(ApiError::Invalid {
+        kind: def.qualified_kind(),
+        name: name.into(),
+        causes: vec![Cause {
+            reason: "FieldValueForbidden",
+            field: "metadata.finalizers".into(),
+            message: format!(
+                "Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{{{}}}",
+                go_list.join(", ")
+            ),
+        }],
+    })
 }
 
 /// Carries server-owned state from the stored object `old` into the replacement `new`
-/// (a PUT body, or the result of a patch). `status_only` is a write to the `/status`
-/// subresource: only status changes; otherwise status changes are ignored for kinds that have
-/// the subresource.
+/// (a PUT body, or the result of a patch), by what is being written: the object (status changes
+/// are ignored for kinds with a `/status` subresource; a Namespace's `spec.finalizers` only
+/// change through `/finalize`), its `/status` (only status changes), or a Namespace's
+/// `/finalize` (spec and metadata change, status does not).
 pub fn prepare_update(
     def: &ResourceDef,
     namespace: Option<&str>,
     name: &str,
     old: &Value,
     new: &mut Value,
-    status_only: bool,
+    mode: UpdateMode,
 ) -> Result<(), ApiError> {
     check_type(def, new)?;
     let body_name = meta_str(new, "name").unwrap_or("");
@@ -427,7 +253,7 @@ pub fn prepare_update(
             });
         }
     }
-    if status_only {
+    if mode == UpdateMode::Status {
         let status = new.get("status").cloned().unwrap_or(json!({}));
         let rv = meta_str(new, "resourceVersion").map(str::to_string);
         *new = old.clone();
@@ -455,11 +281,31 @@ pub fn prepare_update(
     }
     meta.remove("managedFields");
     meta.remove("selfLink");
+    if old_meta
+        .get("deletionTimestamp")
+        .is_some_and(|t| !t.is_null())
+    {
+        refuse_new_finalizers(def, name, &old_meta, meta)?;
+    }
     if def.has_status {
         new["status"] = old.get("status").cloned().unwrap_or(json!({}));
     }
-    set_defaults(def, new);
-    validate(def, name, new)?;
+    if (def.group, def.kind, mode) == ("", "Namespace", UpdateMode::Object) {
+        let kept = old.pointer("/spec/finalizers").cloned();
+        match (kept, new.get_mut("spec").and_then(Value::as_object_mut)) {
+            (Some(f), Some(spec)) => {
+                spec.insert("finalizers".into(), f);
+            }
+            (Some(f), None) => new["spec"] = json!({ "finalizers": f }),
+            (None, Some(spec)) => {
+                spec.remove("finalizers");
+            }
+            (None, None) => {}
+        }
+    }
+    defaults::set_defaults(def, new);
+    validation::validate(def, name, new)?;
+    validation::validate_update(def, name, old, new)?;
     if def.tracks_generation && new.get("spec") != old.get("spec") {
         let generation = old_meta
             .get("generation")
@@ -493,7 +339,15 @@ mod tests {
         let mut changed = d.clone();
         changed["spec"]["replicas"] = json!(3);
         changed["status"] = json!({"replicas": 99});
-        prepare_update(def, Some("default"), "web", &d, &mut changed, false).unwrap();
+        prepare_update(
+            def,
+            Some("default"),
+            "web",
+            &d,
+            &mut changed,
+            UpdateMode::Object,
+        )
+        .unwrap();
         assert_eq!(changed["metadata"]["generation"], 2);
         assert_eq!(changed["status"], json!({}));
     }

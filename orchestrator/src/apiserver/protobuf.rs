@@ -43,7 +43,7 @@ pub const MEDIA_TYPE: &str = "application/vnd.kubernetes.protobuf";
 /// Every protobuf-encoded Kubernetes object starts with these bytes.
 const MAGIC: &[u8; 4] = b"k8s\0";
 
-/// The compiled schemas (core/v1, apps/v1, batch/v1 and what they import).
+/// The compiled schemas (every served API group version and what they import).
 const DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/k8s_descriptors.bin"));
 
 const UNKNOWN: &str = "k8s.io.apimachinery.pkg.runtime.Unknown";

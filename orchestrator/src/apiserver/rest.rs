@@ -1,29 +1,34 @@
-//! The REST verbs on resources: get, list, create, update, patch, delete (watch is in
-//! `watch.rs`), each a read or a compare-and-swap write through [`Store`].
+//! The REST verbs on resources: get, list, create, update, patch (watch is in `watch.rs`,
+//! delete and deletecollection in `deletion.rs`), each a read or a compare-and-swap write
+//! through [`Store`], and the `/scale` and `/finalize` subresources.
 //!
 //! Writes follow kube-apiserver's `GuaranteedUpdate`: read the object and its mod_revision,
 //! compute the new object, write it with a Txn comparing that mod_revision. When the client
 //! named a resourceVersion, a mismatch is a 409 Conflict; when it did not (patches, unconditional
 //! PUTs), a lost race is retried on the fresh object.
 
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+
 use http::{header, HeaderMap, Method, Response};
 use hyper::body::Incoming;
 use serde_json::{json, Value};
 
+use super::deletion::{self, DeleteOptions};
 use super::http::{self as h, Body, BodyEncoding, Render};
-use super::object::{self, meta_str};
+use super::object::{self, meta_str, UpdateMode};
 use super::patch::{self, PatchKind};
 use super::query::{parse_resource_version, Query};
 use super::resources::ResourceDef;
 use super::route::Target;
 use super::selector::{FieldSelector, LabelSelector, Selectors};
-use super::status::{self, ApiError};
-use super::storage::{prefix_end, StorageError};
+use super::status::{ApiError, Cause};
+use super::storage::{prefix_end, Expect, Guard, StorageError, Write, WriteOp};
 use super::table;
-use super::{watch, ApiServer};
+use super::{clock, names, scale, service_ip, watch, ApiServer};
 
 /// Attempts at a write whose read went stale before giving up with a Conflict.
-const WRITE_RETRIES: usize = 8;
+pub const WRITE_RETRIES: usize = 8;
 
 pub async fn handle(
     api: &ApiServer,
@@ -51,41 +56,59 @@ pub async fn handle(
                 Err(ApiError::MethodNotAllowed)
             }
             Method::POST => create(api, &t, q, encoding, &h::read_body(body).await?).await,
+            // deletecollection is served per namespace for namespaced kinds, as in Kubernetes.
+            Method::DELETE
+                if t.def.deletes_collections() && (t.namespace.is_some() || !t.def.namespaced) =>
+            {
+                let body = h::read_body(body).await?;
+                let opts = DeleteOptions::parse(t.def, q, encoding, &body)?;
+                let sel = selectors(t.def, q)?;
+                let (items, revision) =
+                    deletion::delete_collection(api, &t, q, &sel, &opts).await?;
+                Ok(h::json(
+                    200,
+                    &json!({
+                        "kind": format!("{}List", t.def.kind),
+                        "apiVersion": t.def.api_version(),
+                        "metadata": {"resourceVersion": revision.to_string()},
+                        "items": items,
+                    }),
+                ))
+            }
+            _ => Err(ApiError::MethodNotAllowed),
+        },
+        (Some(name), Some("scale")) if t.def.has_scale => {
+            scale_subresource(api, &t, name, method, q, content_type, encoding, body).await
+        }
+        (Some(name), Some("finalize")) if is_namespace(t.def) => match *method {
+            Method::PUT => {
+                let body = h::read_body(body).await?;
+                update(api, &t, name, q, encoding, &body, UpdateMode::Finalize).await
+            }
             _ => Err(ApiError::MethodNotAllowed),
         },
         (Some(name), sub) => {
-            let status_only = match sub {
-                None => false,
-                Some("status") if t.def.has_status => true,
+            let mode = match sub {
+                None => UpdateMode::Object,
+                Some("status") if t.def.has_status => UpdateMode::Status,
                 Some(_) => return Err(ApiError::NoRoute),
             };
+            let status_only = mode == UpdateMode::Status;
             match *method {
                 Method::GET => get(api, &t, name, q, render).await,
                 Method::PUT => {
                     let body = h::read_body(body).await?;
-                    update(api, &t, name, q, encoding, &body, status_only).await
+                    update(api, &t, name, q, encoding, &body, mode).await
                 }
                 Method::PATCH => {
-                    let ct = content_type;
-                    if ct.starts_with("application/apply-patch") {
-                        return Err(ApiError::UnsupportedMediaType(
-                            "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (server-side apply is not implemented yet)".into(),
-                        ));
-                    }
-                    let kind = PatchKind::from_content_type(ct)?;
-                    patch(
-                        api,
-                        &t,
-                        name,
-                        q,
-                        kind,
-                        &h::read_body(body).await?,
-                        status_only,
-                    )
-                    .await
+                    let kind = patch_kind(content_type)?;
+                    patch(api, &t, name, q, kind, &h::read_body(body).await?, mode).await
                 }
                 Method::DELETE if !status_only => {
-                    delete(api, &t, name, q, encoding, &h::read_body(body).await?).await
+                    let body = h::read_body(body).await?;
+                    let opts = DeleteOptions::parse(t.def, q, encoding, &body)?;
+                    let outcome = deletion::delete_object(api, &t, name, &opts).await?;
+                    Ok(h::json(200, &deletion::response_body(t.def, &outcome)))
                 }
                 _ => Err(ApiError::MethodNotAllowed),
             }
@@ -93,8 +116,56 @@ pub async fn handle(
     }
 }
 
+/// The patch format of a PATCH request (server-side apply is refused).
+fn patch_kind(content_type: &str) -> Result<PatchKind, ApiError> {
+    if content_type.starts_with("application/apply-patch") {
+        return Err(ApiError::UnsupportedMediaType(
+            "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (server-side apply is not implemented yet)".into(),
+        ));
+    }
+    PatchKind::from_content_type(content_type)
+}
+
+/// GET, PUT and PATCH of `<object>/scale`: reads and writes go through the object itself.
+#[allow(clippy::too_many_arguments)]
+async fn scale_subresource(
+    api: &ApiServer,
+    t: &Target,
+    name: &str,
+    method: &Method,
+    q: &Query,
+    content_type: &str,
+    encoding: BodyEncoding,
+    body: Incoming,
+) -> Result<Response<Body>, ApiError> {
+    let updated = match *method {
+        Method::GET => read(api, t, name).await?.0,
+        Method::PUT => {
+            let body = h::read_body(body).await?;
+            let wanted = h::parse_body(encoding, &body, scale::API_VERSION, scale::KIND)?;
+            guaranteed_update(api, t, name, q.dry_run()?, UpdateMode::Object, |current| {
+                scale::apply(t.def, name, current, &wanted)
+            })
+            .await?
+        }
+        Method::PATCH => {
+            let kind = patch_kind(content_type)?;
+            let body = h::read_body(body).await?;
+            guaranteed_update(api, t, name, q.dry_run()?, UpdateMode::Object, |current| {
+                let mut base = scale::from_object(t.def, current);
+                object::meta_mut(&mut base).remove("resourceVersion");
+                let patched = patch::apply(kind, &base, &body)?;
+                scale::apply(t.def, name, current, &patched)
+            })
+            .await?
+        }
+        _ => return Err(ApiError::MethodNotAllowed),
+    };
+    Ok(h::json(200, &scale::from_object(t.def, &updated)))
+}
+
 /// Maps storage failures on `name` to API errors.
-fn storage_err(def: &ResourceDef, name: &str, e: StorageError) -> ApiError {
+pub fn storage_err(def: &ResourceDef, name: &str, e: StorageError) -> ApiError {
     match e {
         StorageError::NotFound => ApiError::not_found(def.qualified(), name),
         StorageError::AlreadyExists => ApiError::AlreadyExists {
@@ -103,6 +174,7 @@ fn storage_err(def: &ResourceDef, name: &str, e: StorageError) -> ApiError {
         },
         StorageError::Conflict => ApiError::conflict_modified(def.qualified(), name),
         StorageError::ParentMissing => ApiError::not_found("namespaces", ""),
+        StorageError::GuardFailed(_) => ApiError::conflict_modified(def.qualified(), name),
         StorageError::Compacted(rev) => ApiError::Gone(format!("too old resource version: {rev}")),
         StorageError::Etcd(msg) => ApiError::Internal(msg),
     }
@@ -118,7 +190,7 @@ fn render_one(def: &ResourceDef, obj: Value, q: &Query, render: Render) -> Value
     }
 }
 
-async fn read(api: &ApiServer, t: &Target, name: &str) -> Result<(Value, i64), ApiError> {
+pub async fn read(api: &ApiServer, t: &Target, name: &str) -> Result<(Value, i64), ApiError> {
     let key = api.object_key(t.def, t.namespace.as_deref(), name);
     match api
         .store
@@ -304,6 +376,46 @@ async fn list(
     Ok(h::json(200, &body))
 }
 
+/// The cluster IP plan of a Service write (create when `old` is None), reading which addresses
+/// are taken first.
+async fn service_plan(
+    api: &ApiServer,
+    name: &str,
+    svc: &mut Value,
+    old: Option<&Value>,
+) -> Result<service_ip::Plan, ApiError> {
+    let prefix = service_ip::reservations_prefix(&api.prefix);
+    let used: HashSet<Ipv4Addr> = api
+        .store
+        .keys(&prefix, &prefix_end(&prefix))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .iter()
+        .filter_map(|k| std::str::from_utf8(&k[prefix.len()..]).ok()?.parse().ok())
+        .collect();
+    let (uid, now) = (names::new_uid(), clock::now_rfc3339());
+    let alloc = service_ip::Allocator {
+        cidr: &api.service_cidr,
+        prefix: &api.prefix,
+        used: &used,
+        random: names::random_u64(),
+        uid: &uid,
+        now: &now,
+    };
+    match old {
+        None => alloc.on_create(name, svc),
+        Some(old) => alloc.on_update(name, old, svc),
+    }
+}
+
+fn is_service(def: &ResourceDef) -> bool {
+    (def.group, def.kind) == ("", "Service")
+}
+
+fn is_namespace(def: &ResourceDef) -> bool {
+    (def.group, def.kind) == ("", "Namespace")
+}
+
 async fn create(
     api: &ApiServer,
     t: &Target,
@@ -315,62 +427,122 @@ async fn create(
     let mut obj = h::parse_body(encoding, body, &t.def.api_version(), t.def.kind)?;
     let name = object::prepare_create(t.def, t.namespace.as_deref(), &mut obj)?;
     let key = api.object_key(t.def, t.namespace.as_deref(), &name);
-    // NamespaceLifecycle: the namespace must exist, checked in the same Txn as the write.
+    let namespace_missing =
+        || ApiError::not_found("namespaces", t.namespace.clone().unwrap_or_default());
     let parent = t
         .namespace
         .as_deref()
         .map(|ns| api.object_key(api.namespaces(), None, ns));
-    if dry_run {
+    for _ in 0..WRITE_RETRIES {
+        // NamespaceLifecycle: the namespace must exist and not be terminating, as read here
+        // and still at that revision when the Txn applies.
+        let mut guards = Vec::new();
         if let Some(p) = &parent {
-            if api
+            let ns_kv = api
                 .store
                 .get(p)
                 .await
                 .map_err(|e| storage_err(t.def, &name, e))?
-                .is_none()
+                .ok_or_else(namespace_missing)?;
+            if deletion::is_deleting(&object::decode(&ns_kv)?) {
+                let ns = t.namespace.as_deref().unwrap_or("");
+                return Err(ApiError::Forbidden {
+                    resource: t.def.qualified(),
+                    name: name.clone(),
+                    message: format!(
+                        "unable to create new content in namespace {ns} because it is being terminated"
+                    ),
+                    causes: vec![Cause {
+                        reason: "NamespaceTerminating",
+                        field: "metadata.namespace".into(),
+                        message: format!("namespace {ns} is being terminated"),
+                    }],
+                });
+            }
+            guards.push(Guard::ModRevision(p.clone(), ns_kv.mod_revision));
+        }
+        let parent_guards = guards.len();
+        let mut candidate = obj.clone();
+        let plan = if is_service(t.def) {
+            service_plan(api, &name, &mut candidate, None).await?
+        } else {
+            service_ip::Plan::default()
+        };
+        if dry_run {
+            if let Some(kv) = api
+                .store
+                .get(&key)
+                .await
+                .map_err(|e| storage_err(t.def, &name, e))?
             {
-                return Err(ApiError::not_found(
-                    "namespaces",
-                    t.namespace.clone().unwrap_or_default(),
-                ));
+                return Err(already_exists(t.def, &name, &object::decode(&kv)?));
             }
+            return Ok(h::json(201, &candidate));
         }
-        if api
-            .store
-            .get(&key)
-            .await
-            .map_err(|e| storage_err(t.def, &name, e))?
-            .is_some()
-        {
-            return Err(ApiError::AlreadyExists {
-                resource: t.def.qualified(),
-                name,
-            });
+        guards.extend(plan.guards);
+        let write = Write {
+            key: key.clone(),
+            expect: Expect::Absent,
+            op: WriteOp::Put(object::encode(&candidate)),
+            guards,
+            side: plan.side,
+        };
+        match api.store.write(write).await {
+            Ok(rev) => {
+                object::set_resource_version(&mut candidate, rev);
+                return Ok(h::json(201, &candidate));
+            }
+            // The namespace changed (or went) since it was read: look again.
+            Err(StorageError::GuardFailed(i)) if i < parent_guards => continue,
+            Err(StorageError::AlreadyExists) => {
+                let existing = match api.store.get(&key).await {
+                    Ok(Some(kv)) => object::decode(&kv)?,
+                    _ => Value::Null,
+                };
+                return Err(already_exists(t.def, &name, &existing));
+            }
+            // Another Service took the address this one picked: pick again.
+            Err(StorageError::GuardFailed(_)) if plan.picked.is_some() => continue,
+            Err(StorageError::GuardFailed(_)) => {
+                let ip = candidate
+                    .pointer("/spec/clusterIP")
+                    .and_then(Value::as_str)
+                    .and_then(|ip| ip.parse().ok())
+                    .unwrap_or(Ipv4Addr::UNSPECIFIED);
+                return Err(service_ip::already_allocated(&name, ip));
+            }
+            Err(e) => return Err(storage_err(t.def, &name, e)),
         }
-        return Ok(h::json(201, &obj));
     }
-    let rev = api
-        .store
-        .create(&key, object::encode(&obj), parent.as_deref())
-        .await
-        .map_err(|e| match e {
-            StorageError::ParentMissing => {
-                ApiError::not_found("namespaces", t.namespace.clone().unwrap_or_default())
-            }
-            other => storage_err(t.def, &name, other),
-        })?;
-    object::set_resource_version(&mut obj, rev);
-    Ok(h::json(201, &obj))
+    Err(ApiError::Internal(format!(
+        "{} {name:?} could not be created: the store kept changing under it",
+        t.def.qualified()
+    )))
+}
+
+/// AlreadyExists, worded as Kubernetes words it when the existing object is being deleted.
+fn already_exists(def: &ResourceDef, name: &str, existing: &Value) -> ApiError {
+    if deletion::is_deleting(existing) {
+        ApiError::AlreadyExistsDeleting {
+            resource: def.qualified(),
+            name: name.into(),
+        }
+    } else {
+        ApiError::AlreadyExists {
+            resource: def.qualified(),
+            name: name.into(),
+        }
+    }
 }
 
 /// Read-modify-write with the optimistic-concurrency rules described in the module doc.
 /// `mutate` gets the current object and returns the desired one (or an error).
-async fn guaranteed_update(
+pub async fn guaranteed_update(
     api: &ApiServer,
     t: &Target,
     name: &str,
     dry_run: bool,
-    status_only: bool,
+    mode: UpdateMode,
     mutate: impl Fn(&Value) -> Result<Value, ApiError>,
 ) -> Result<Value, ApiError> {
     let key = api.object_key(t.def, t.namespace.as_deref(), name);
@@ -392,8 +564,26 @@ async fn guaranteed_update(
             name,
             &current,
             &mut desired,
-            status_only,
+            mode,
         )?;
+        if deletion::completes_deletion(t.def, &current, &desired) {
+            // The last finalizer is gone: the update deletes the object (Kubernetes'
+            // ShouldDeleteDuringUpdate) and answers with the object as updated.
+            if !dry_run {
+                match deletion::remove(api, t.def, &key, &current, mod_rev).await {
+                    Ok(_) | Err(StorageError::NotFound) => {}
+                    Err(StorageError::Conflict) if precondition.is_none() => continue,
+                    Err(e) => return Err(storage_err(t.def, name, e)),
+                }
+            }
+            object::set_resource_version(&mut desired, mod_rev);
+            return Ok(desired);
+        }
+        let plan = if is_service(t.def) && mode == UpdateMode::Object {
+            service_plan(api, name, &mut desired, Some(&current)).await?
+        } else {
+            service_ip::Plan::default()
+        };
         let unchanged = {
             let mut a = desired.clone();
             object::set_resource_version(&mut a, mod_rev);
@@ -404,16 +594,29 @@ async fn guaranteed_update(
             object::set_resource_version(&mut desired, mod_rev);
             return Ok(desired);
         }
-        match api
-            .store
-            .update(&key, object::encode(&desired), mod_rev)
-            .await
-        {
+        let picked = plan.picked;
+        let write = Write {
+            key: key.clone(),
+            expect: Expect::ModRevision(mod_rev),
+            op: WriteOp::Put(object::encode(&desired)),
+            guards: plan.guards,
+            side: plan.side,
+        };
+        match api.store.write(write).await {
             Ok(rev) => {
                 object::set_resource_version(&mut desired, rev);
                 return Ok(desired);
             }
             Err(StorageError::Conflict) if precondition.is_none() => continue,
+            Err(StorageError::GuardFailed(_)) if picked.is_some() => continue,
+            Err(StorageError::GuardFailed(_)) => {
+                let ip = desired
+                    .pointer("/spec/clusterIP")
+                    .and_then(Value::as_str)
+                    .and_then(|ip| ip.parse().ok())
+                    .unwrap_or(Ipv4Addr::UNSPECIFIED);
+                return Err(service_ip::already_allocated(name, ip));
+            }
             Err(e) => return Err(storage_err(t.def, name, e)),
         }
     }
@@ -427,12 +630,12 @@ async fn update(
     q: &Query,
     encoding: BodyEncoding,
     body: &[u8],
-    status_only: bool,
+    mode: UpdateMode,
 ) -> Result<Response<Body>, ApiError> {
     let dry_run = q.dry_run()?;
     let new = h::parse_body(encoding, body, &t.def.api_version(), t.def.kind)?;
     object::check_type(t.def, &new)?;
-    let obj = guaranteed_update(api, t, name, dry_run, status_only, |_| Ok(new.clone())).await?;
+    let obj = guaranteed_update(api, t, name, dry_run, mode, |_| Ok(new.clone())).await?;
     Ok(h::json(200, &obj))
 }
 
@@ -443,10 +646,10 @@ async fn patch(
     q: &Query,
     kind: PatchKind,
     body: &[u8],
-    status_only: bool,
+    mode: UpdateMode,
 ) -> Result<Response<Body>, ApiError> {
     let dry_run = q.dry_run()?;
-    let obj = guaranteed_update(api, t, name, dry_run, status_only, |current| {
+    let obj = guaranteed_update(api, t, name, dry_run, mode, |current| {
         let mut base = current.clone();
         // The stored resourceVersion must not become a precondition of its own: only one the
         // patch sets explicitly is.
@@ -461,97 +664,6 @@ async fn patch(
     })
     .await?;
     Ok(h::json(200, &obj))
-}
-
-async fn delete(
-    api: &ApiServer,
-    t: &Target,
-    name: &str,
-    q: &Query,
-    encoding: BodyEncoding,
-    body: &[u8],
-) -> Result<Response<Body>, ApiError> {
-    let dry_run = q.dry_run()?;
-    let options: Value = if body.is_empty() {
-        json!({})
-    } else {
-        h::parse_body(encoding, body, &t.def.api_version(), "DeleteOptions")?
-    };
-    if let Some(p) = options
-        .get("propagationPolicy")
-        .and_then(Value::as_str)
-        .or(q.get("propagationPolicy"))
-    {
-        if !matches!(p, "Orphan" | "Background" | "Foreground") {
-            return Err(ApiError::BadRequest(format!(
-                "propagationPolicy {p:?} is not one of Orphan, Background, Foreground"
-            )));
-        }
-    }
-    let key = api.object_key(t.def, t.namespace.as_deref(), name);
-    // Deleting a namespace removes everything in it in the same revision (its Terminating
-    // phase and finalizers are not modelled yet).
-    let children: Vec<Vec<u8>> = if t.def.kind == "Namespace" {
-        super::resources::RESOURCES
-            .iter()
-            .filter(|r| r.namespaced)
-            .map(|r| api.collection_prefix(r, Some(name)))
-            .collect()
-    } else {
-        Vec::new()
-    };
-    for _ in 0..WRITE_RETRIES {
-        let (current, mod_rev) = read(api, t, name).await?;
-        let pre = &options["preconditions"];
-        if let Some(uid) = pre["uid"].as_str() {
-            if Some(uid) != meta_str(&current, "uid") {
-                return Err(ApiError::Conflict {
-                    resource: t.def.qualified(),
-                    name: name.into(),
-                    detail: format!(
-                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                        meta_str(&current, "uid").unwrap_or("")
-                    ),
-                });
-            }
-        }
-        let expected = pre["resourceVersion"]
-            .as_str()
-            .map(parse_resource_version)
-            .transpose()?;
-        if expected.is_some_and(|rv| rv != mod_rev) {
-            return Err(ApiError::Conflict {
-                resource: t.def.qualified(),
-                name: name.into(),
-                detail: format!("Precondition failed: ResourceVersion in precondition: {}, ResourceVersion in object meta: {mod_rev}", expected.unwrap_or(0)),
-            });
-        }
-        if dry_run {
-            return Ok(h::json(200, &current));
-        }
-        match api.store.delete(&key, mod_rev, &children).await {
-            Ok(_) => {
-                // Pods and namespaces answer with the deleted object, other kinds with a Status,
-                // as their Kubernetes registries do.
-                return Ok(if matches!(t.def.kind, "Pod" | "Namespace") {
-                    h::json(200, &current)
-                } else {
-                    h::json(
-                        200,
-                        &status::success(
-                            name,
-                            t.def.group,
-                            t.def.plural,
-                            meta_str(&current, "uid"),
-                        ),
-                    )
-                });
-            }
-            Err(StorageError::Conflict) if expected.is_none() => continue,
-            Err(e) => return Err(storage_err(t.def, name, e)),
-        }
-    }
-    Err(ApiError::conflict_modified(t.def.qualified(), name))
 }
 
 #[cfg(test)]

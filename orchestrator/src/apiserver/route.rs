@@ -117,8 +117,14 @@ mod tests {
         let t = target("/api/v1/pods");
         assert_eq!((t.namespace, t.name), (None, None));
         assert!(matches!(resolve("/api/v1/pods/x"), Err(ApiError::NoRoute)));
+        let t = target("/apis/batch/v1/jobs");
+        assert_eq!((t.def.kind, t.namespace), ("Job", None));
         assert!(matches!(
-            resolve("/apis/batch/v1/jobs"),
+            resolve("/apis/batch/v1/widgets"),
+            Err(ApiError::NoRoute)
+        ));
+        assert!(matches!(
+            resolve("/apis/batch/v2/jobs"),
             Err(ApiError::NoRoute)
         ));
         assert!(matches!(

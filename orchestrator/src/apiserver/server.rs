@@ -1,6 +1,7 @@
 //! Accept loop, per-connection HTTP (1.1 and cleartext HTTP/2), and request dispatch to
 //! discovery, OpenAPI and the REST layer. `start` bootstraps (connects to etcd, creates the
-//! system namespaces) before it reports ready, so a returned [`Handle`] is serving.
+//! system namespaces) before it reports ready, so a returned [`Handle`] is serving; it also
+//! starts the namespace controller in-process, on a loopback client.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,14 +13,16 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 use super::http::{self as h, Body};
+use super::loopback::Loopback;
 use super::query::Query;
 use super::route::{self, Route};
 use super::storage::{StorageError, Store};
 use super::{discovery, object, openapi, rest, ApiServer, Config};
+use crate::controllers::namespace;
 
 /// Why the apiserver could not start.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +44,10 @@ pub enum StartError {
 /// Namespaces every Kubernetes cluster has; "default" is where namespaced requests land.
 const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
 
+/// Namespaces queued for the namespace controller before further wake-ups are dropped (its
+/// periodic relist still finds them).
+const NAMESPACE_WAKE_QUEUE: usize = 256;
+
 /// How long startup waits for etcd to answer.
 const ETCD_WAIT: Duration = Duration::from_secs(30);
 
@@ -49,6 +56,9 @@ pub struct Handle {
     addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
+    /// The in-process controllers (the namespace controller) and how to stop them.
+    stop_controllers: watch::Sender<bool>,
+    controllers: tokio::task::JoinHandle<()>,
 }
 
 impl Handle {
@@ -62,12 +72,15 @@ impl Handle {
         format!("http://{}", self.addr)
     }
 
-    /// Stops accepting and closes every open connection (including watches).
+    /// Stops accepting, closes every open connection (including watches) and stops the
+    /// in-process controllers.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+        let _ = self.stop_controllers.send(true);
         let _ = (&mut self.task).await;
+        let _ = (&mut self.controllers).await;
     }
 }
 
@@ -78,7 +91,14 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
         endpoints: config.etcd_servers.clone(),
         source,
     })?;
-    let api = Arc::new(ApiServer::new(store, config.etcd_prefix.clone()));
+    let cidr = config.service_cidr().map_err(StartError::Config)?;
+    let (wake, woken) = mpsc::channel(NAMESPACE_WAKE_QUEUE);
+    let api = Arc::new(ApiServer::new(
+        store,
+        config.etcd_prefix.clone(),
+        cidr,
+        wake,
+    ));
     bootstrap(&api).await.map_err(|source| StartError::Etcd {
         endpoints: config.etcd_servers.clone(),
         source,
@@ -91,11 +111,19 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
         .local_addr()
         .map_err(|source| StartError::Bind { addr, source })?;
     let (stop, stopped) = oneshot::channel();
+    let (stop_controllers, controllers_stopped) = watch::channel(false);
+    let controllers = tokio::spawn(namespace::run(
+        Loopback(api.clone()),
+        woken,
+        controllers_stopped,
+    ));
     let task = tokio::spawn(serve(listener, api, stopped));
     Ok(Handle {
         addr,
         stop: Some(stop),
         task,
+        stop_controllers,
+        controllers,
     })
 }
 

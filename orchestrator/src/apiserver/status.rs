@@ -22,6 +22,17 @@ pub enum ApiError {
     NoRoute,
     #[error("{resource} \"{name}\" already exists")]
     AlreadyExists { resource: String, name: String },
+    /// Create of a name whose object is still there, waiting for its finalizers.
+    #[error("object is being deleted: {resource} \"{name}\" already exists")]
+    AlreadyExistsDeleting { resource: String, name: String },
+    /// Refused by admission (NamespaceLifecycle); `name` may be empty.
+    #[error("{}", forbidden_message(resource, name, message))]
+    Forbidden {
+        resource: String,
+        name: String,
+        message: String,
+        causes: Vec<Cause>,
+    },
     #[error("Operation cannot be fulfilled on {resource} \"{name}\": {detail}")]
     Conflict {
         resource: String,
@@ -95,7 +106,10 @@ impl ApiError {
     pub fn code(&self) -> u16 {
         match self {
             ApiError::NotFound { .. } | ApiError::NoRoute => 404,
-            ApiError::AlreadyExists { .. } | ApiError::Conflict { .. } => 409,
+            ApiError::AlreadyExists { .. }
+            | ApiError::AlreadyExistsDeleting { .. }
+            | ApiError::Conflict { .. } => 409,
+            ApiError::Forbidden { .. } => 403,
             ApiError::Invalid { .. } | ApiError::Unprocessable(_) => 422,
             ApiError::BadRequest(_) => 400,
             ApiError::Gone(_) => 410,
@@ -112,7 +126,10 @@ impl ApiError {
     pub fn reason(&self) -> &'static str {
         match self {
             ApiError::NotFound { .. } | ApiError::NoRoute => "NotFound",
-            ApiError::AlreadyExists { .. } => "AlreadyExists",
+            ApiError::AlreadyExists { .. } | ApiError::AlreadyExistsDeleting { .. } => {
+                "AlreadyExists"
+            }
+            ApiError::Forbidden { .. } => "Forbidden",
             ApiError::Conflict { .. } => "Conflict",
             ApiError::Invalid { .. } | ApiError::Unprocessable(_) => "Invalid",
             ApiError::BadRequest(_) => "BadRequest",
@@ -140,13 +157,33 @@ impl ApiError {
         let details = match self {
             ApiError::NotFound { resource, name }
             | ApiError::AlreadyExists { resource, name }
+            | ApiError::AlreadyExistsDeleting { resource, name }
             | ApiError::Conflict { resource, name, .. } => {
                 let (kind, group) = split_qualified(resource);
                 Some(json!({ "name": name, "group": group, "kind": kind }))
             }
+            ApiError::Forbidden {
+                resource,
+                name,
+                causes,
+                ..
+            } => {
+                let (kind, group) = split_qualified(resource);
+                let mut d = json!({ "name": name, "group": group, "kind": kind });
+                if !causes.is_empty() {
+                    d["causes"] = causes
+                        .iter()
+                        .map(
+                            |c| json!({"reason": c.reason, "message": c.message, "field": c.field}),
+                        )
+                        .collect();
+                }
+                Some(d)
+            }
             ApiError::Invalid { kind, name, causes } => Some(json!({
                 "name": name,
-                "kind": kind,
+                "group": split_qualified(kind).1,
+                "kind": split_qualified(kind).0,
                 "causes": causes.iter().map(|c| json!({
                     "reason": c.reason, "message": c.message, "field": c.field,
                 })).collect::<Vec<_>>(),
@@ -164,7 +201,16 @@ impl ApiError {
     }
 }
 
-/// "deployments.apps" -> ("deployments", "apps").
+/// apimachinery's `NewForbidden` wording.
+fn forbidden_message(resource: &str, name: &str, message: &str) -> String {
+    if name.is_empty() {
+        format!("{resource} is forbidden: {message}")
+    } else {
+        format!("{resource} \"{name}\" is forbidden: {message}")
+    }
+}
+
+/// "deployments.apps" -> ("deployments", "apps"); "Scale.autoscaling" -> ("Scale", "autoscaling").
 fn split_qualified(resource: &str) -> (&str, &str) {
     resource.split_once('.').unwrap_or((resource, ""))
 }

@@ -3,8 +3,9 @@
 //!
 //! Invariants:
 //! - Every write is a Txn that compares before it writes: creates on `create_revision == 0`,
-//!   updates and deletes on `mod_revision == <the revision the caller read>`. A lost race is
-//!   reported, never overwritten, so optimistic concurrency is the store's, not ours.
+//!   updates and deletes on `mod_revision == <the revision the caller read>`, plus guards on
+//!   related keys (the namespace, a reserved cluster IP). A lost race is reported, never
+//!   overwritten, so optimistic concurrency is the store's, not ours.
 //! - A value's resourceVersion is its key's `mod_revision`; a list's is the Range header's revision.
 //! - Nothing here knows about JSON or Kubernetes objects; keys and values are bytes.
 
@@ -36,6 +37,8 @@ pub enum StorageError {
     Conflict,
     #[error("the parent key (namespace) does not exist")]
     ParentMissing,
+    #[error("guard {0} of the write did not hold")]
+    GuardFailed(usize),
     #[error("revision {0} has been compacted")]
     Compacted(i64),
     #[error("etcd: {0}")]
@@ -88,6 +91,59 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
         }
     }
     vec![0]
+}
+
+/// What a write expects of its key before it is applied.
+#[derive(Debug, Clone, Copy)]
+pub enum Expect {
+    /// The key must not exist (create).
+    Absent,
+    /// The key must be at this mod_revision (update, delete).
+    ModRevision(i64),
+}
+
+/// What a write does to its key.
+#[derive(Debug, Clone)]
+pub enum WriteOp {
+    Put(Vec<u8>),
+    Delete,
+}
+
+/// A further condition on another key, checked in the same Txn.
+#[derive(Debug, Clone)]
+pub enum Guard {
+    /// The key must not exist (a reservation about to be taken).
+    Absent(Vec<u8>),
+    /// The key must exist (a namespace).
+    Present(Vec<u8>),
+    /// The key must be at this mod_revision (a namespace read and found usable).
+    ModRevision(Vec<u8>, i64),
+}
+
+impl Guard {
+    fn key(&self) -> &[u8] {
+        match self {
+            Guard::Absent(k) | Guard::Present(k) | Guard::ModRevision(k, _) => k,
+        }
+    }
+}
+
+/// A further write applied in the same revision as the main one.
+#[derive(Debug, Clone)]
+pub enum SideOp {
+    Put(Vec<u8>, Vec<u8>),
+    Delete(Vec<u8>),
+    DeletePrefix(Vec<u8>),
+}
+
+/// A compare-and-swap write: see [`Store::write`].
+#[derive(Debug, Clone)]
+pub struct Write {
+    pub key: Vec<u8>,
+    pub expect: Expect,
+    pub op: WriteOp,
+    pub guards: Vec<Guard>,
+    pub side: Vec<SideOp>,
 }
 
 /// An etcd v3 client for objects.
@@ -214,6 +270,68 @@ impl Store {
         ))
     }
 
+    /// One compare-and-swap write: `w.op` on `w.key` (and `w.side` alongside, in the same
+    /// revision) only if the key is as `w.expect` says and every guard holds. Returns the
+    /// revision of the write. A failed compare is reported as NotFound / AlreadyExists / Conflict
+    /// for the key itself, else `GuardFailed(i)` for the first guard that did not hold.
+    pub async fn write(&self, w: Write) -> Result<i64, StorageError> {
+        let mut compare = vec![match w.expect {
+            Expect::Absent => create_rev(&w.key, CompareResult::Equal, 0),
+            Expect::ModRevision(rev) => mod_rev(&w.key, rev),
+        }];
+        let mut failure = vec![get_op(&w.key)];
+        for g in &w.guards {
+            compare.push(match g {
+                Guard::Absent(k) => create_rev(k, CompareResult::Equal, 0),
+                Guard::Present(k) => create_rev(k, CompareResult::Greater, 0),
+                Guard::ModRevision(k, rev) => mod_rev(k, *rev),
+            });
+            failure.push(get_op(g.key()));
+        }
+        let mut ops = vec![match w.op {
+            WriteOp::Put(value) => put_op(&w.key, value),
+            WriteOp::Delete => delete_op(&w.key, None),
+        }];
+        for s in w.side {
+            ops.push(match s {
+                SideOp::Put(k, v) => put_op(&k, v),
+                SideOp::Delete(k) => delete_op(&k, None),
+                SideOp::DeletePrefix(p) => {
+                    let end = prefix_end(&p);
+                    delete_op(&p, Some(end))
+                }
+            });
+        }
+        let (ok, rev, resps) = self.txn(compare, ops, failure).await?;
+        if ok {
+            return Ok(rev);
+        }
+        let mod_revision = |i: usize| match resps.get(i) {
+            Some(OpResp::ResponseRange(r)) => r.kvs.first().map(|kv| kv.mod_revision),
+            _ => None,
+        };
+        match (w.expect, mod_revision(0)) {
+            (Expect::Absent, Some(_)) => return Err(StorageError::AlreadyExists),
+            (Expect::ModRevision(_), None) => return Err(StorageError::NotFound),
+            (Expect::ModRevision(rev), Some(have)) if rev != have => {
+                return Err(StorageError::Conflict)
+            }
+            _ => {}
+        }
+        for (i, g) in w.guards.iter().enumerate() {
+            let holds = match (g, mod_revision(i + 1)) {
+                (Guard::Absent(_), have) => have.is_none(),
+                (Guard::Present(_), have) => have.is_some(),
+                (Guard::ModRevision(_, rev), have) => have == Some(*rev),
+            };
+            if !holds {
+                return Err(StorageError::GuardFailed(i));
+            }
+        }
+        // Every compare held when re-read: the key moved between the Txn and its failure reads.
+        Err(StorageError::Conflict)
+    }
+
     /// Writes `value` at `key` only if the key does not exist and, when given, `parent` does.
     /// Returns the revision of the write (the new object's resourceVersion).
     pub async fn create(
@@ -222,26 +340,21 @@ impl Store {
         value: Vec<u8>,
         parent: Option<&[u8]>,
     ) -> Result<i64, StorageError> {
-        let mut compare = vec![create_rev(key, CompareResult::Equal, 0)];
-        let mut failure = vec![get_op(key)];
-        if let Some(p) = parent {
-            compare.push(create_rev(p, CompareResult::Greater, 0));
-            failure.push(get_op(p));
-        }
-        let put = Op::RequestPut(PutRequest {
+        let guards = parent
+            .map(|p| vec![Guard::Present(p.to_vec())])
+            .unwrap_or_default();
+        self.write(Write {
             key: key.to_vec(),
-            value,
-            ..Default::default()
-        });
-        let (ok, rev, resps) = self.txn(compare, vec![put], failure).await?;
-        if ok {
-            return Ok(rev);
-        }
-        if found(resps.first()) {
-            Err(StorageError::AlreadyExists)
-        } else {
-            Err(StorageError::ParentMissing)
-        }
+            expect: Expect::Absent,
+            op: WriteOp::Put(value),
+            guards,
+            side: Vec::new(),
+        })
+        .await
+        .map_err(|e| match e {
+            StorageError::GuardFailed(_) => StorageError::ParentMissing,
+            other => other,
+        })
     }
 
     /// Replaces `key` only if it is still at `expected` mod_revision. Returns the new revision.
@@ -251,19 +364,14 @@ impl Store {
         value: Vec<u8>,
         expected: i64,
     ) -> Result<i64, StorageError> {
-        let put = Op::RequestPut(PutRequest {
+        self.write(Write {
             key: key.to_vec(),
-            value,
-            ..Default::default()
-        });
-        let (ok, rev, resps) = self
-            .txn(vec![mod_rev(key, expected)], vec![put], vec![get_op(key)])
-            .await?;
-        match (ok, found(resps.first())) {
-            (true, _) => Ok(rev),
-            (false, true) => Err(StorageError::Conflict),
-            (false, false) => Err(StorageError::NotFound),
-        }
+            expect: Expect::ModRevision(expected),
+            op: WriteOp::Put(value),
+            guards: Vec::new(),
+            side: Vec::new(),
+        })
+        .await
     }
 
     /// Deletes `key` (and every key under each of `children`, in the same revision) only if
@@ -274,25 +382,30 @@ impl Store {
         expected: i64,
         children: &[Vec<u8>],
     ) -> Result<i64, StorageError> {
-        let mut ops = vec![Op::RequestDeleteRange(DeleteRangeRequest {
+        self.write(Write {
             key: key.to_vec(),
-            ..Default::default()
-        })];
-        for prefix in children {
-            ops.push(Op::RequestDeleteRange(DeleteRangeRequest {
-                key: prefix.clone(),
-                range_end: prefix_end(prefix),
+            expect: Expect::ModRevision(expected),
+            op: WriteOp::Delete,
+            guards: Vec::new(),
+            side: children.iter().cloned().map(SideOp::DeletePrefix).collect(),
+        })
+        .await
+    }
+
+    /// The keys (no values) in `[start, end)` at the latest revision.
+    pub async fn keys(&self, start: &[u8], end: &[u8]) -> Result<Vec<Vec<u8>>, StorageError> {
+        let resp = self
+            .kv
+            .clone()
+            .range(RangeRequest {
+                key: start.to_vec(),
+                range_end: end.to_vec(),
+                keys_only: true,
                 ..Default::default()
-            }));
-        }
-        let (ok, rev, resps) = self
-            .txn(vec![mod_rev(key, expected)], ops, vec![get_op(key)])
-            .await?;
-        match (ok, found(resps.first())) {
-            (true, _) => Ok(rev),
-            (false, true) => Err(StorageError::Conflict),
-            (false, false) => Err(StorageError::NotFound),
-        }
+            })
+            .await?
+            .into_inner();
+        Ok(resp.kvs.into_iter().map(|kv| kv.key).collect())
     }
 
     /// Watches every key under `prefix`, delivering events from `start_revision` (inclusive; 0 =
@@ -362,16 +475,28 @@ fn mod_rev(key: &[u8], rev: i64) -> Compare {
     }
 }
 
+fn put_op(key: &[u8], value: Vec<u8>) -> Op {
+    Op::RequestPut(PutRequest {
+        key: key.to_vec(),
+        value,
+        ..Default::default()
+    })
+}
+
+fn delete_op(key: &[u8], range_end: Option<Vec<u8>>) -> Op {
+    Op::RequestDeleteRange(DeleteRangeRequest {
+        key: key.to_vec(),
+        range_end: range_end.unwrap_or_default(),
+        ..Default::default()
+    })
+}
+
 fn get_op(key: &[u8]) -> Op {
     Op::RequestRange(RangeRequest {
         key: key.to_vec(),
         keys_only: true,
         ..Default::default()
     })
-}
-
-fn found(resp: Option<&OpResp>) -> bool {
-    matches!(resp, Some(OpResp::ResponseRange(r)) if !r.kvs.is_empty())
 }
 
 #[cfg(test)]

@@ -185,6 +185,15 @@ async fn crud_and_concurrency(c: &Cluster) {
         201
     );
     assert_eq!(api.delete("/api/v1/namespaces/team").await.code, 200);
+    // The namespace terminates: its controller empties it, then it goes.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while api.get("/api/v1/namespaces/team").await.code != 404 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "namespace team never went away"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     assert_eq!(
         api.get("/api/v1/namespaces/team/configmaps/inside")
             .await
@@ -252,12 +261,20 @@ async fn bad_input(c: &Cluster) {
         .starts_with("gen-"));
 
     eprintln!("-- unknown paths and verbs answer with Status objects");
-    let missing = api.get("/apis/batch/v1/jobs").await;
+    let missing = api.get("/apis/networking.k8s.io/v1/ingresses").await;
     assert_eq!(
         (missing.code, missing.body["kind"].as_str()),
         (404, Some("Status"))
     );
-    assert_eq!(api.call("DELETE", CMS, "", "").await.code, 405);
+    assert_eq!(
+        api.call("DELETE", "/api/v1/configmaps", "", "").await.code,
+        405,
+        "deletecollection is per namespace"
+    );
+    assert_eq!(
+        api.call("DELETE", "/api/v1/namespaces", "", "").await.code,
+        405
+    );
     assert_eq!(
         api.call("POST", "/version", "application/json", "{}")
             .await

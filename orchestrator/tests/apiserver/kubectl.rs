@@ -229,8 +229,7 @@ async fn kubectl_workflow(c: &Cluster) {
         out.contains("deployment.apps \"web\" deleted") && out.contains("service \"web\" deleted"),
         "{out}"
     );
-    // Namespace deletion is immediate here (no Terminating phase yet): it takes its contents
-    // along in the same etcd transaction.
+    // kubectl waits while the namespace terminates and the namespace controller empties it.
     let out = k.ok(&["delete", "ns", "shop"]).await;
     assert!(out.contains("namespace \"shop\" deleted"), "{out}");
     let after = k.ok(&["get", "ns", "-o", "name"]).await;

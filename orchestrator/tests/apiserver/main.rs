@@ -5,7 +5,9 @@
 
 mod crud;
 mod harness;
+mod kinds;
 mod kubectl;
+mod lifecycle;
 mod protobuf;
 mod watch;
 

@@ -44,6 +44,12 @@ fn stored(list_json: &str) -> BTreeMap<String, Value> {
             for server_set in ["uid", "creationTimestamp", "resourceVersion", "namespace"] {
                 meta.remove(server_set);
             }
+            // Each Service gets its own cluster IP; that it has one is checked separately.
+            if let Some(spec) = item["spec"].as_object_mut() {
+                for allocated in ["clusterIP", "clusterIPs"] {
+                    spec.remove(allocated);
+                }
+            }
             let key = format!(
                 "{}/{}",
                 item["kind"].as_str().unwrap_or(""),
@@ -221,6 +227,19 @@ async fn typed_create_of_workloads_and_services(c: &Cluster) {
     // No target given: Kubernetes defaults it to the port.
     assert_eq!(ports("lb")[0]["targetPort"], 443);
     assert_eq!(typed["Service/np"]["spec"]["type"], "NodePort");
+    let svc: Value = serde_json::from_str(
+        &k.ok(&["get", "svc", "web", "-n", "typed", "-o", "json"])
+            .await,
+    )
+    .unwrap();
+    let ip = svc["spec"]["clusterIP"].as_str().unwrap();
+    assert!(
+        ip.starts_with("10.0.0.") && ip != "10.0.0.1",
+        "{ip} from the default 10.0.0.0/24"
+    );
+    assert_eq!(svc["spec"]["clusterIPs"], json!([ip]));
+    assert_eq!(svc["spec"]["ipFamilies"], json!(["IPv4"]));
+    assert!(typed["Service/ext"]["spec"].get("ipFamilies").is_none());
     assert_eq!(
         typed["Service/ext"]["spec"]["externalName"],
         "db.example.com"
