@@ -107,8 +107,8 @@ async fn close_on_leader_loss(
 }
 
 /// A request as the stream task takes it; `None` for a message without a request, which
-/// etcd ignores.
-fn decode(req: WatchRequest) -> Option<hub::Request> {
+/// etcd ignores. Public for the request-validation fuzz target.
+pub fn decode(req: WatchRequest) -> Option<hub::Request> {
     Some(match req.request_union? {
         RequestUnion::CreateRequest(c) => create(c),
         RequestUnion::CancelRequest(c) => hub::Request::Cancel(c.watch_id),
