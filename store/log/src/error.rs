@@ -44,6 +44,14 @@ pub enum LogError {
     #[error("non-contiguous append: expected index {expected}, got {got}")]
     NonContiguous { expected: u64, got: u64 },
 
+    /// An index above [`crate::format::MAX_INDEX`], appended or purged to: the log could not
+    /// name the index after it.
+    #[error(
+        "index {index} is beyond the largest log index {}",
+        crate::format::MAX_INDEX
+    )]
+    IndexTooLarge { index: u64 },
+
     /// An entry whose record length does not fit the 32-bit length field.
     #[error("entry {index} is {len} bytes, larger than the maximum record payload")]
     EntryTooLarge { index: u64, len: usize },

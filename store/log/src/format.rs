@@ -31,6 +31,10 @@ pub const KIND_ENTRY: u8 = 1;
 /// Largest entry payload whose record `len` (kind + index + payload) still fits in a u32.
 pub const MAX_ENTRY_LEN: usize = u32::MAX as usize - 1 - 8;
 
+/// Largest entry index (and purge point) a log holds, so that the index after the last entry
+/// always exists. A record or purge point beyond it is corruption.
+pub const MAX_INDEX: u64 = u64::MAX - 1;
+
 const SEGMENT_SUFFIX: &str = ".log";
 const SEGMENT_NAME_DIGITS: usize = 20;
 

@@ -246,6 +246,9 @@ impl Log {
                 });
             }
         }
+        if let Some(&(index, _)) = entries.last().filter(|(i, _)| *i > format::MAX_INDEX) {
+            return Err(LogError::IndexTooLarge { index });
+        }
         if let Some((index, data)) = entries.iter().find(|(_, d)| d.len() > MAX_ENTRY_LEN) {
             return Err(LogError::EntryTooLarge {
                 index: *index,
@@ -319,9 +322,13 @@ impl Log {
     /// durable before any later append or flush reports durability. On disk only whole segments
     /// are deleted, those holding nothing above the purge point. `index` may lie past the last
     /// entry: the log is then empty and continues at `index + 1`. The purge point never moves
-    /// back; a point below the first entry is raised to just before it.
+    /// back; a point below the first entry is raised to just before it. A point above
+    /// [`format::MAX_INDEX`] is [`LogError::IndexTooLarge`].
     pub fn purge(&self, index: u64) -> Result<(), LogError> {
         self.shared.check_poison()?;
+        if index > format::MAX_INDEX {
+            return Err(LogError::IndexTooLarge { index });
+        }
         let cmd = {
             let mut guard = self.shared.write();
             let state = &mut *guard;

@@ -3,11 +3,14 @@
 //! Rules, in the order they are applied:
 //! * Segments are read in id order. Each header must be valid and name the same first index as
 //!   the file. The last segment may have a damaged header if nothing follows it (its creation was
-//!   torn: the writer syncs a new segment's header before writing records into it); it is removed.
-//! * Each segment must start at the index following the previous segment's last entry, and its
-//!   entries must carry consecutive indexes. The one exception is a hole below the purge point: a
-//!   purge whose deletions a crash interrupted. A zero length field ends a segment's data and
-//!   everything after it must be zero.
+//!   torn: the writer syncs a new segment's header before writing records into it); it is removed,
+//!   but only if its name continues the log as the next rule says — otherwise the segments
+//!   before it lost data.
+//! * Each segment must start at the index following the previous segment's last entry (at the
+//!   previous segment's own id if that one holds no entry), and its entries must carry
+//!   consecutive indexes. The one exception is a hole below the purge point: a purge whose
+//!   deletions a crash interrupted. A zero length field ends a segment's data and everything
+//!   after it must be zero.
 //! * A torn or damaged record (short frame, checksum mismatch) or stray bytes after the end are a
 //!   torn tail when in the last segment: the segment is cut there (the rest zeroed, so that later
 //!   appends can never be followed by stale records) with a warning. Anywhere else they are an
@@ -92,10 +95,17 @@ pub(crate) fn recover(
     ids.sort_unstable();
 
     let mut entries = Entries::default();
-    let mut scanned = Vec::with_capacity(ids.len());
+    let mut scanned: Vec<Scanned> = Vec::with_capacity(ids.len());
     for (n, &id) in ids.iter().enumerate() {
         let is_last = n + 1 == ids.len();
-        if let Some(segment) = scan_segment(fs, dir, id, is_last, purged, &mut entries)? {
+        // Where the segments so far say the log continues: after the last entry of the previous
+        // segment, or at its own id if it holds none.
+        let continues_at = scanned.last().map(|prev| match prev.info.end {
+            SEGMENT_HEADER_LEN => prev.id,
+            _ => entries.last().map_or(prev.id, |last| last + 1),
+        });
+        let segment = scan_segment(fs, dir, id, is_last, purged, continues_at, &mut entries)?;
+        if let Some(segment) = segment {
             scanned.push(segment);
         }
     }
@@ -147,7 +157,14 @@ pub(crate) fn recover(
 fn read_purge_point(dir: &Path, meta: &MetaStore) -> Result<Option<u64>, LogError> {
     match meta.read(PURGED_META)? {
         None => Ok(None),
-        Some(bytes) if bytes.len() == 8 => Ok(Some(format::read_u64(&bytes, 0))),
+        Some(bytes) if bytes.len() == 8 => match format::read_u64(&bytes, 0) {
+            point if point > format::MAX_INDEX => Err(LogError::corrupt(
+                &dir.join(format::meta_file_name(PURGED_META)),
+                format::META_HEADER_LEN as u64,
+                format!("purge point {point} is beyond the largest index"),
+            )),
+            point => Ok(Some(point)),
+        },
         Some(bytes) => Err(LogError::corrupt(
             &dir.join(format::meta_file_name(PURGED_META)),
             format::META_HEADER_LEN as u64,
@@ -157,12 +174,14 @@ fn read_purge_point(dir: &Path, meta: &MetaStore) -> Result<Option<u64>, LogErro
 }
 
 /// Scans one segment into `entries`. `None` if it was a torn creation and has been removed.
+/// `continues_at` is where the segments before it say the log continues (`None` for the first).
 fn scan_segment(
     fs: &dyn FileSystem,
     dir: &Path,
     id: u64,
     is_last: bool,
     purged: Option<u64>,
+    continues_at: Option<u64>,
     entries: &mut Entries,
 ) -> Result<Option<Scanned>, LogError> {
     let path = dir.join(format::segment_file_name(id));
@@ -185,42 +204,28 @@ fn scan_segment(
             return Err(LogError::corrupt(&path, 8, e.describe()))
         }
         Err(e) if is_last && is_zero(data.get(SEGMENT_HEADER_LEN as usize..).unwrap_or(&[])) => {
+            // The writer creates a segment only after the one before it is complete and
+            // synced, and names it by the index the log continues at: a torn creation that does
+            // not continue the log means the segments before it lost data.
+            check_continuity(&path, id, continues_at, purged)?;
             tracing::warn!(
                 file = %path.display(),
                 offset = 0,
                 reason = %e.describe(),
                 "removing last segment whose creation was torn"
             );
+            // Durably: were the file to come back after appends went into the segment before
+            // it, its name would no longer continue the log.
             remove_if_present(fs, &path)?;
+            fs.sync_dir(dir)
+                .map_err(|e| LogError::io("fsync directory", dir, e))?;
             return Ok(None);
         }
         Err(e) => return Err(LogError::corrupt(&path, 0, e.describe())),
     }
 
-    let purged_next = purged.map(|p| p.saturating_add(1));
-    match entries.last() {
-        Some(last) if id == last.saturating_add(1) => {}
-        // A hole below the purge point is a purge whose deletions a crash interrupted.
-        _ if purged_next.is_some_and(|next| id <= next) => *entries = Entries::default(),
-        Some(last) => {
-            return Err(LogError::corrupt(
-                &path,
-                12,
-                format!("segment starts at index {id} but the log before it ends at {last}"),
-            ))
-        }
-        None => {
-            if let Some(next) = purged_next {
-                return Err(LogError::corrupt(
-                    &path,
-                    12,
-                    format!(
-                        "first segment starts at index {id} but the log is purged only up to {}",
-                        next - 1
-                    ),
-                ));
-            }
-        }
+    if check_continuity(&path, id, continues_at, purged)? == Continuity::HoleBelowPurge {
+        *entries = Entries::default();
     }
 
     let mut expected = id;
@@ -230,6 +235,13 @@ fn scan_segment(
         match decode_record(&data[pos..]) {
             Ok(Decoded::End) => break,
             Ok(Decoded::Entry { index, data, len }) => {
+                if index > format::MAX_INDEX {
+                    return Err(LogError::corrupt(
+                        &path,
+                        pos as u64,
+                        format!("entry {index} is beyond the largest index"),
+                    ));
+                }
                 if index != expected {
                     return Err(LogError::corrupt(
                         &path,
@@ -284,6 +296,44 @@ fn scan_segment(
         },
         file,
     }))
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Continuity {
+    Continues,
+    /// A hole below the purge point: a purge whose deletions a crash interrupted.
+    HoleBelowPurge,
+}
+
+/// Segment `id` must start where the segments before it say the log continues, or, with no
+/// segment before it, no later than just past the purge point.
+fn check_continuity(
+    path: &Path,
+    id: u64,
+    continues_at: Option<u64>,
+    purged: Option<u64>,
+) -> Result<Continuity, LogError> {
+    let purged_next = purged.map(|p| p.saturating_add(1));
+    match continues_at {
+        Some(next) if id == next => Ok(Continuity::Continues),
+        _ if purged_next.is_some_and(|next| id <= next) => Ok(Continuity::HoleBelowPurge),
+        Some(next) => Err(LogError::corrupt(
+            path,
+            12,
+            format!("segment starts at index {id} but the log before it continues at {next}"),
+        )),
+        None => match purged_next {
+            Some(next) => Err(LogError::corrupt(
+                path,
+                12,
+                format!(
+                    "first segment starts at index {id} but the log is purged only up to {}",
+                    next - 1
+                ),
+            )),
+            None => Ok(Continuity::Continues),
+        },
+    }
 }
 
 /// Zeroes `[end, size)` durably by cutting the file and growing it back.

@@ -23,7 +23,8 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::errors::EtcdError;
 use super::kv::fill_header;
-use crate::lessor::{leader, Lessor, MAX_LEASE_TTL};
+use super::validate;
+use crate::lessor::{leader, Lessor};
 use crate::node::Node;
 use crate::raft::{Command, CommandResult};
 
@@ -96,10 +97,7 @@ impl Lease for LeaseService {
     ) -> Result<Response<LeaseGrantResponse>, Status> {
         let (metadata, _, req) = request.into_parts();
         let caller = self.node.caller(&metadata).await?;
-        if req.ttl > MAX_LEASE_TTL {
-            return Err(EtcdError::LeaseTtlTooLarge.into());
-        }
-        let ttl = req.ttl.max(self.lessor.min_ttl);
+        let ttl = validate::check_lease_grant(&req, self.lessor.min_ttl)?;
         // A lease is data: refused while the backend is over its quota, as on etcd.
         self.node.check_quota().await?;
         loop {

@@ -3,14 +3,18 @@
 //! Mirrors etcd's checks in the same order, so the same bad request gets the same error:
 //! a Txn first has its op count checked, then every op (recursively), then the duplicate-key
 //! rule (no key written twice, no put inside a deleted range, on any path through the txn).
+//! A LeaseGrant's TTL is bounded above and raised to the lessor's minimum. Watch create
+//! requests are normalized in `server::watch::decode`.
 
 use std::collections::HashSet;
 
 use cairn_proto::etcdserverpb::{
-    range_request, request_op, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
+    range_request, request_op, DeleteRangeRequest, LeaseGrantRequest, PutRequest, RangeRequest,
+    RequestOp, TxnRequest,
 };
 
 use super::errors::EtcdError;
+use crate::lessor::MAX_LEASE_TTL;
 
 pub fn check_range(r: &RangeRequest) -> Result<(), EtcdError> {
     if r.key.is_empty() {
@@ -42,6 +46,15 @@ pub fn check_delete(r: &DeleteRangeRequest) -> Result<(), EtcdError> {
         return Err(EtcdError::EmptyKey);
     }
     Ok(())
+}
+
+/// etcd's LeaseGrant rule: a TTL above [`MAX_LEASE_TTL`] is refused, one below `min_ttl` (zero
+/// and negative included) is raised to it. Returns the TTL to grant.
+pub fn check_lease_grant(r: &LeaseGrantRequest, min_ttl: i64) -> Result<i64, EtcdError> {
+    if r.ttl > MAX_LEASE_TTL {
+        return Err(EtcdError::LeaseTtlTooLarge);
+    }
+    Ok(r.ttl.max(min_ttl))
 }
 
 /// Validates a whole Txn request: sizes, every op, then the duplicate-key rule.

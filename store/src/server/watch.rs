@@ -140,11 +140,11 @@ fn read_permitted(
 }
 
 /// Checks a create request's range against the caller's permissions.
-type Permitted<'a> = dyn Fn(&[u8], &[u8]) -> Result<(), EtcdError> + 'a;
+pub type Permitted<'a> = dyn Fn(&[u8], &[u8]) -> Result<(), EtcdError> + 'a;
 
 /// A request as the stream task takes it; `None` for a message without a request, which
-/// etcd ignores.
-fn decode(req: WatchRequest, permitted: &Permitted<'_>) -> Option<hub::Request> {
+/// etcd ignores. Public for the request-validation fuzz target.
+pub fn decode(req: WatchRequest, permitted: &Permitted<'_>) -> Option<hub::Request> {
     Some(match req.request_union? {
         RequestUnion::CreateRequest(c) => create(c, permitted),
         RequestUnion::CancelRequest(c) => hub::Request::Cancel(c.watch_id),

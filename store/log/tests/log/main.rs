@@ -7,6 +7,8 @@
 //! | 1 | `model` (crash) | truncating through a segment whose header voided older entries resurrected them after a crash | `truncate::a_truncation_in_progress_never_resurrects_entries_removed_by_an_earlier_one` |
 //! | 2 | `model` (crash) | a purge's meta file became durable before the appends submitted before it | `model` (purge now syncs earlier writes first) |
 //! | 3 | `truncate` | truncating everything left an empty tail while the log accepted any next index | `truncate::truncating_everything_leaves_an_empty_log_that_continues_at_the_same_index` |
+//! | 4 | fuzz target `log_recovery` | a segment ending at index `u64::MAX` overflowed on open; a log at `u64::MAX` (or purged to it) took any next index | `recovery::indexes_stop_one_short_of_u64_max_on_disk_and_in_calls` |
+//! | 5 | fuzz target `log_recovery` | a segment that lost its records at a record boundary went unnoticed when it became empty, or when a torn segment creation followed it | `recovery::a_first_segment_cut_back_to_its_header_is_a_gap`, `recovery::a_torn_creation_is_removed_only_where_the_log_continues` |
 
 mod crash;
 mod group_commit;

@@ -130,7 +130,7 @@ fn a_missing_middle_segment_is_a_gap_and_refuses_to_open() {
     cairn_log::FileSystem::remove(&fs, &log_dir().join(&names[1])).unwrap();
     let (file, _, reason) = corrupt_error(open_mem(&fs, small_options()));
     assert_eq!(file, names[2]);
-    assert!(reason.contains("ends at"), "{reason}");
+    assert!(reason.contains("continues at"), "{reason}");
 }
 
 #[test]
@@ -241,4 +241,86 @@ fn stray_bytes_after_the_end_of_an_older_segment_refuse_to_open() {
     let (file, offset, reason) = corrupt_error(open_mem(&fs, small_options()));
     assert_eq!((file, offset), (names[0].clone(), end));
     assert!(reason.contains("after the end"), "{reason}");
+}
+
+/// Found by the `log_recovery` fuzz target: a segment ending at index `u64::MAX` made opening
+/// overflow (a panic with overflow checks; without them, a log whose next index was "any").
+#[test]
+fn indexes_stop_one_short_of_u64_max_on_disk_and_in_calls() {
+    let fs = MemFs::new();
+    let mut segment = format::encode_segment_header(u64::MAX).to_vec();
+    format::encode_entry(&mut segment, u64::MAX, b"last");
+    fs.put_file(
+        &log_dir().join(format::segment_file_name(u64::MAX)),
+        &segment,
+    );
+    let (file, offset, reason) = corrupt_error(open_mem(&fs, small_options()));
+    assert_eq!((file.as_str(), offset), ("18446744073709551615.log", 24));
+    assert!(reason.contains("beyond the largest index"), "{reason}");
+
+    let fs = MemFs::new();
+    let log = open_mem(&fs, small_options()).unwrap();
+    let top = format::MAX_INDEX;
+    append_durably(&log, vec![(top, Bytes::from_static(b"top"))]).unwrap();
+    assert_eq!(log.next_index(), Some(u64::MAX));
+    assert!(matches!(
+        log.append(vec![(u64::MAX, Bytes::new())], |_| {}),
+        Err(LogError::IndexTooLarge { index: u64::MAX })
+    ));
+    assert!(matches!(
+        log.purge(u64::MAX),
+        Err(LogError::IndexTooLarge { .. })
+    ));
+    drop(log);
+    let log = open_mem(&fs, small_options()).unwrap();
+    assert_eq!(all_entries(&log), vec![(top, Bytes::from_static(b"top"))]);
+}
+
+/// Found by the `log_recovery` fuzz target: a segment that lost everything after its header
+/// (a file system losing the end of a file) read as an empty segment, and the log silently
+/// started at the next one. A segment holding no entry continues the log at its own id.
+#[test]
+fn a_first_segment_cut_back_to_its_header_is_a_gap() {
+    let fs = MemFs::new();
+    let log = open_mem(&fs, small_options()).unwrap();
+    append_durably(&log, batch(1..=200, 0)).unwrap();
+    drop(log);
+    let names = segment_names(&fs, &log_dir());
+    fs.truncate_file(&log_dir().join(&names[0]), format::SEGMENT_HEADER_LEN)
+        .unwrap();
+    let (file, offset, reason) = corrupt_error(open_mem(&fs, small_options()));
+    assert_eq!((file, offset), (names[1].clone(), 12));
+    assert!(reason.contains("continues at 1"), "{reason}");
+}
+
+/// Found by the `log_recovery` fuzz target: a torn segment creation was removed whatever its
+/// name, so when the segment before it had lost its last records at a record boundary, the log
+/// opened without them. A torn creation is removed only if its name continues the log, and the
+/// removal is made durable: once appends go into the segment before it, its name no longer
+/// would.
+#[test]
+fn a_torn_creation_is_removed_only_where_the_log_continues() {
+    let fs = MemFs::new();
+    let log = open_mem(&fs, small_options()).unwrap();
+    append_durably(&log, batch(1..=200, 0)).unwrap();
+    drop(log);
+    let names = segment_names(&fs, &log_dir());
+    let last = names.last().unwrap().clone();
+    let last_first = format::parse_segment_file_name(&last).unwrap();
+    let torn = log_dir().join(format::segment_file_name(201));
+
+    // Continuing the log: a torn creation, removed for good.
+    fs.put_file(&torn, &[0; 64]);
+    let log = open_mem(&fs, small_options()).unwrap();
+    assert_eq!(all_entries(&log), batch(1..=200, 0));
+    drop(log);
+    assert!(fs.crash().file_bytes(&torn).is_none(), "removal is durable");
+
+    // The segment before it lost its last records: refuse, naming the torn file.
+    fs.put_file(&torn, &[0; 64]);
+    fs.truncate_file(&log_dir().join(&last), record_offset(last_first, 200))
+        .unwrap();
+    let (file, _, reason) = corrupt_error(open_mem(&fs, small_options()));
+    assert_eq!(file, format::segment_file_name(201));
+    assert!(reason.contains("continues at 200"), "{reason}");
 }
