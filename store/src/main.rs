@@ -1,6 +1,7 @@
 //! The `cairn-store` binary: parses etcd's flags and runs a member until SIGINT/SIGTERM.
 
 use cairn_store::Config;
+use tokio::signal::unix::{signal, SignalKind};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> anyhow::Result<()> {
@@ -21,21 +22,19 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async move {
         let server = cairn_store::start(cfg).await?;
-        wait_for_signal().await?;
-        tracing::info!("received shutdown signal, stopping");
-        server.shutdown().await;
-        anyhow::Ok(())
+        let mut term = signal(SignalKind::terminate())?;
+        // A storage failure ends `run_until` with an error: `main` returns it and the process
+        // exits with status 1 after printing it, as etcd exits on its fsync panic.
+        server
+            .run_until(async move {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                tracing::info!("received shutdown signal, stopping");
+            })
+            .await
     })
-}
-
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r?,
-        _ = term.recv() => {}
-    }
-    Ok(())
 }
 
 /// `cairn-store snapshot restore FILE [member flags]` and `cairn-store snapshot status FILE`,

@@ -2,6 +2,12 @@
 //!
 //! [`start`] returns once every listener is bound, so tests can start a member in-process
 //! and use it at once; [`Server::shutdown`] stops it cleanly (the same path SIGTERM takes).
+//!
+//! A storage error is not retryable (a failed `fdatasync` may have dropped dirty pages, a failed
+//! redb commit leaves the state machine unknown): Raft stops on it, and then so does the member —
+//! it logs the cause at error level, closes its client and peer listeners, and
+//! [`Server::run_until`] returns the cause, which the binary turns into a non-zero exit, as
+//! etcd's panic does. Restarting recovers from what reached the disk.
 
 pub mod auth;
 pub mod cluster;
@@ -58,16 +64,54 @@ pub struct Server {
     pub node: Arc<Node>,
     pub client_addrs: Vec<SocketAddr>,
     pub peer_addrs: Vec<SocketAddr>,
-    stop: sync_watch::Sender<bool>,
+    stop: Arc<sync_watch::Sender<bool>>,
+    /// Why Raft stopped on its own (a storage error), once it has.
+    failure: sync_watch::Receiver<Option<String>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl Server {
-    /// Stops serving, stops Raft and makes the state machine durable.
+    /// Serves until `shutdown` completes (then stops cleanly, `Ok`) or Raft stops on a storage
+    /// error (then stops serving and returns that error): the binary's exit status.
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        let failure = tokio::select! {
+            _ = shutdown => None,
+            cause = self.failed() => Some(cause),
+        };
+        self.shutdown().await;
+        match failure {
+            None => Ok(()),
+            Some(cause) => Err(anyhow::anyhow!("raft stopped on a storage error: {cause}")),
+        }
+    }
+
+    /// Resolves once Raft has stopped on a storage error, with its cause; by then the member
+    /// has closed its listeners and refuses every request. Pending forever otherwise.
+    pub async fn failed(&self) -> String {
+        let mut failure = self.failure.clone();
+        let cause = failure
+            .wait_for(Option::is_some)
+            .await
+            .map(|cause| cause.clone().unwrap_or_default());
+        match cause {
+            Ok(cause) => cause,
+            // The watcher ended without a failure: a clean shutdown is under way.
+            Err(_) => std::future::pending().await,
+        }
+    }
+
+    /// Stops serving, stops Raft and makes the state machine durable — unless Raft stopped on
+    /// a storage error: then nothing more is written, restart recovers from the disk.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         for t in self.tasks {
             let _ = t.await;
+        }
+        if self.failure.borrow().is_some() {
+            return;
         }
         if let Err(e) = self.node.raft.shutdown().await {
             tracing::warn!("raft shutdown: {e}");
@@ -80,6 +124,16 @@ impl Server {
 
 /// Starts a member as configured and returns once it is listening.
 pub async fn start(cfg: Config) -> anyhow::Result<Server> {
+    start_with_log_fs(cfg, Arc::new(cairn_log::StdFs)).await
+}
+
+/// [`start`], with the Raft log's files going through `log_fs` instead of the real filesystem:
+/// the hook where tests inject I/O errors. Not a configuration users have.
+#[doc(hidden)]
+pub async fn start_with_log_fs(
+    cfg: Config,
+    log_fs: Arc<dyn cairn_log::FileSystem>,
+) -> anyhow::Result<Server> {
     cfg.validate()?;
     let data_dir = cfg.data_dir();
     let member_dir = data_dir.join("member");
@@ -117,7 +171,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Server> {
 
     let metrics = Arc::new(Metrics::default());
     // The log's files go through a wrapper that times each group-commit fdatasync.
-    let log_fs = TimedFs::new(Arc::new(cairn_log::StdFs), metrics.wal_fsync.clone());
+    let log_fs = TimedFs::new(log_fs, metrics.wal_fsync.clone());
     let log = cairn_log::Log::open_with(
         Arc::new(log_fs),
         member_dir.join("log"),
@@ -215,7 +269,14 @@ pub async fn start(cfg: Config) -> anyhow::Result<Server> {
     });
 
     let (stop, stop_rx) = sync_watch::channel(false);
-    let mut tasks = Vec::new();
+    let stop = Arc::new(stop);
+    let (failure_tx, failure) = sync_watch::channel(None);
+    let mut tasks = vec![tokio::spawn(stop_on_storage_error(
+        raft.clone(),
+        stop.clone(),
+        failure_tx,
+        stop_rx.clone(),
+    ))];
     // Before this member can be elected, so the lessor sees its first promotion.
     tasks.push(lessor::expiry::spawn(
         lessor.clone(),
@@ -358,8 +419,41 @@ pub async fn start(cfg: Config) -> anyhow::Result<Server> {
         client_addrs,
         peer_addrs,
         stop,
+        failure,
         tasks,
     })
+}
+
+/// Watches Raft; when it stops on its own (openraft's `Fatal`: a storage error of the log or
+/// the state machine, or a panic of its core) records the cause in `failure` and stops every
+/// listener, so nothing is served from a member whose durability is unknown. Requests already
+/// waiting on Raft get `etcdserver: server stopped` from it.
+async fn stop_on_storage_error(
+    raft: Raft,
+    stop: Arc<sync_watch::Sender<bool>>,
+    failure: sync_watch::Sender<Option<String>>,
+    mut stopping: sync_watch::Receiver<bool>,
+) {
+    use openraft::async_runtime::WatchReceiver;
+    let mut metrics = raft.metrics();
+    let cause = loop {
+        if let Err(fatal) = &metrics.borrow_watched().running_state {
+            break fatal.to_string();
+        }
+        tokio::select! {
+            changed = metrics.changed() => if changed.is_err() {
+                break "the raft core ended".to_string();
+            },
+            // A clean shutdown: Server::shutdown stops Raft only after this task returned.
+            _ = stopping.wait_for(|s| *s) => return,
+        }
+    };
+    tracing::error!(
+        cause = %cause,
+        "raft stopped on a storage error; this member stops serving and must be restarted"
+    );
+    failure.send_replace(Some(cause));
+    stop.send_replace(true);
 }
 
 fn serve(

@@ -216,11 +216,21 @@ pub struct Solo {
     pub endpoint: String,
     /// Client address without the scheme, for plain HTTP requests.
     pub http: String,
+    /// The flags it was started with, for a restart on the same data dir and ports.
+    args: Vec<String>,
     _dir: tempfile::TempDir,
 }
 
 impl Solo {
     pub async fn start(extra: &[&str]) -> Self {
+        Self::start_on(extra, std::sync::Arc::new(cairn_log::StdFs)).await
+    }
+
+    /// [`Solo::start`] with the Raft log's files going through `log_fs`.
+    pub async fn start_on(
+        extra: &[&str],
+        log_fs: std::sync::Arc<dyn cairn_log::FileSystem>,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let client = format!("http://127.0.0.1:{}", free_port());
         let peer = format!("http://127.0.0.1:{}", free_port());
@@ -249,15 +259,29 @@ impl Solo {
         .map(|s| s.to_string())
         .collect();
         args.extend(extra.iter().map(|s| s.to_string()));
-        let cfg = cairn_store::Config::parse_args(args).expect("flags");
-        let server = cairn_store::start(cfg).await.expect("start");
+        let cfg = cairn_store::Config::parse_args(args.clone()).expect("flags");
+        let server = cairn_store::start_with_log_fs(cfg, log_fs)
+            .await
+            .expect("start");
         wait_ready(&client, Duration::from_secs(10)).await;
         Solo {
             server: Some(server),
             http: client.trim_start_matches("http://").to_string(),
             endpoint: client,
+            args,
             _dir: dir,
         }
+    }
+
+    /// Starts the member again on the same data dir and ports, on the real filesystem
+    /// (after [`Solo::stop`]-like shutdown of a running server, or after it failed).
+    pub async fn restart(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await;
+        }
+        let cfg = cairn_store::Config::parse_args(self.args.clone()).expect("flags");
+        self.server = Some(cairn_store::start(cfg).await.expect("restart"));
+        wait_ready(&self.endpoint, Duration::from_secs(10)).await;
     }
 
     /// The running member's node.

@@ -11,6 +11,7 @@
 //!   keep-alives through a follower, leases outliving a killed leader;
 //! - `processes`: real `cairn-store` processes — kill -9 and restart, a 3-member cluster
 //!   losing its leader, a restarted member catching up;
+//! - `storage_failure`: a member whose Raft log fsync fails stops serving and exits non-zero;
 //! - `tls`: `https` client and peer URLs with etcd's certificate flags — gRPC, `/health` and
 //!   `/metrics` over TLS, client-certificate authentication, peer TLS and peer auto TLS;
 //! - `watch`: the Watch service — every option, exactly-once delivery, history replay,
@@ -26,5 +27,6 @@ mod lease;
 mod membership;
 mod processes;
 mod single_node;
+mod storage_failure;
 mod tls;
 mod watch;
