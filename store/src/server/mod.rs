@@ -218,6 +218,12 @@ pub async fn start_with_log_fs(
         // found by the fault suite (seed 1: a read after kill -9 of the leader saw an older
         // value than an acknowledged write).
         enable_leader_restore: Some(false),
+        // A follower whose log lost entries it had acknowledged (a disk losing synced data: its
+        // recovery cuts what looks like a torn tail) is sent them again. Without this openraft's
+        // leader treats the shorter log as a bug (a panic in debug builds, which stops the
+        // leader's member) — found by `processes::a_follower_restarts_from_a_torn_log_tail`.
+        // The leader's commit index never moves back; the lost copies were redundant.
+        allow_log_reversion: Some(true),
         ..Default::default()
     }
     .validate()
