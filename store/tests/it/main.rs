@@ -10,7 +10,7 @@
 //! - `lease`: grant / revoke / keep-alive / time-to-live, expiry by the leader's lessor,
 //!   keep-alives through a follower, leases outliving a killed leader;
 //! - `processes`: real `cairn-store` processes — kill -9 and restart, a 3-member cluster
-//!   losing its leader, a restarted member catching up;
+//!   losing its leader, a restarted member catching up, a follower restarting from a torn log tail;
 //! - `storage_failure`: a member whose Raft log fsync fails stops serving and exits non-zero;
 //! - `tls`: `https` client and peer URLs with etcd's certificate flags — gRPC, `/health` and
 //!   `/metrics` over TLS, client-certificate authentication, peer TLS and peer auto TLS;
