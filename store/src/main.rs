@@ -4,6 +4,11 @@ use cairn_store::Config;
 use tokio::signal::unix::{signal, SignalKind};
 use tracing_subscriber::EnvFilter;
 
+/// jemalloc instead of glibc's malloc: per-thread caches without glibc's bin consolidation,
+/// which took a fifth of the CPU of a put-heavy load (see docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("snapshot") {
