@@ -144,19 +144,24 @@ impl Node {
         if !self.auth.is_enabled() {
             return Ok(None);
         }
-        match crate::auth::token_of(metadata) {
-            Some(token) => self.caller_for_token(token).await.map(Some),
-            // Without a token, a verified client certificate names the user (etcd with
-            // --client-cert-auth).
-            None => Ok(Some(match crate::auth::tls_user_of(metadata) {
-                Some(cn) => self.auth.caller_for_user(cn),
-                None => Caller::anonymous(),
-            })),
+        let token = crate::auth::token_of(metadata);
+        if let Some(token) = token {
+            self.wait_for_token(token).await?;
         }
+        self.auth
+            .caller_of(token, crate::auth::tls_user_of(metadata))
+            .map(Some)
     }
 
     /// The caller a token stands for on this member (see [`Node::caller`]).
     pub async fn caller_for_token(&self, token: &str) -> Result<Caller, EtcdError> {
+        self.wait_for_token(token).await?;
+        self.auth.caller_for_token(token)
+    }
+
+    /// Waits (up to the request timeout) until this member has applied the entry that issued
+    /// `token`; a token that names no entry, or one never applied in time, is invalid.
+    async fn wait_for_token(&self, token: &str) -> Result<(), EtcdError> {
         let index = crate::auth::tokens::token_index(token).ok_or(EtcdError::InvalidAuthToken)?;
         if *self.applied.borrow() < index {
             let waited =
@@ -165,7 +170,7 @@ impl Node {
                 return Err(EtcdError::InvalidAuthToken);
             }
         }
-        self.auth.caller_for_token(token)
+        Ok(())
     }
 
     /// Refuses `request` unless auth is disabled or it comes from a user with the root role

@@ -137,6 +137,21 @@ impl Auth {
         })
     }
 
+    /// Who a request is from: the user of its token, else the common name of its verified
+    /// client certificate, else the anonymous caller (etcd's `AuthInfoFromCtx`, then
+    /// `AuthInfoFromTLS`).
+    pub fn caller_of(
+        &self,
+        token: Option<&str>,
+        tls_user: Option<&str>,
+    ) -> Result<Caller, EtcdError> {
+        match (token, tls_user) {
+            (Some(t), _) => self.caller_for_token(t),
+            (None, Some(cn)) => Ok(self.caller_for_user(cn)),
+            (None, None) => Ok(Caller::anonymous()),
+        }
+    }
+
     /// The caller a verified client certificate's common name stands for (etcd's
     /// `AuthInfoFromTLS`): the user of that name, whether or not it exists — permission checks
     /// refuse an unknown user.

@@ -20,7 +20,7 @@ use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::errors::EtcdError;
-use crate::auth::{Access, Caller};
+use crate::auth::Access;
 use crate::node::Node;
 use crate::watch::response::Refusal;
 use crate::watch::{self as hub, CreateWatch, StreamOptions};
@@ -131,11 +131,7 @@ fn read_permitted(
     if !node.auth.is_enabled() {
         return Ok(());
     }
-    let caller = match (token, tls_user) {
-        (Some(t), _) => node.auth.caller_for_token(t)?,
-        (None, Some(cn)) => node.auth.caller_for_user(cn),
-        (None, None) => Caller::anonymous(),
-    };
+    let caller = node.auth.caller_of(token.as_deref(), tls_user)?;
     node.auth.check_op(&caller, Access::Read, key, range_end)
 }
 
