@@ -252,6 +252,11 @@ impl Mvcc {
         self.with_view(|view| hash_kv(view, rev))
     }
 
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Size of the database file in bytes (etcd's `dbSize`).
     pub fn size_bytes(&self) -> Result<u64, MvccError> {
         Ok(std::fs::metadata(&self.path)?.len())

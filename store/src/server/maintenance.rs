@@ -25,6 +25,20 @@ pub const ETCD_VERSION: &str = "3.5.0";
 /// Snapshot stream chunk size (etcd's).
 const SNAPSHOT_CHUNK: usize = 32 * 1024;
 
+/// A sink that only checksums what is written to it.
+struct CrcWriter(crc32fast::Hasher);
+
+impl std::io::Write for CrcWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 pub struct MaintenanceService {
     pub node: Arc<Node>,
     pub quota_bytes: i64,
@@ -136,10 +150,19 @@ impl Maintenance for MaintenanceService {
     /// A checksum of this member's whole state machine image (data, leases and meta), equal
     /// on members that applied the same log prefix.
     async fn hash(&self, _: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
-        let snap = self.node.mvcc.snapshot().map_err(EtcdError::from)?;
+        // The image is hashed as it is written, never held in memory.
+        let mvcc = self.node.mvcc.clone();
+        let (info, hash) = tokio::task::spawn_blocking(move || {
+            let mut crc = CrcWriter(crc32fast::Hasher::new());
+            mvcc.write_snapshot(&mut crc)
+                .map(|info| (info, crc.0.finalize()))
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(EtcdError::from)?;
         Ok(Response::new(HashResponse {
-            header: Some(self.node.header(snap.info.current_revision)),
-            hash: crc32fast::hash(&snap.image),
+            header: Some(self.node.header(info.current_revision)),
+            hash,
         }))
     }
 
