@@ -88,6 +88,16 @@ fn restart_ms(r: &Resources) -> String {
     }
 }
 
+/// The current time as the tables state it (`2026-01-31 12:00 UTC`).
+pub fn utc_now() -> String {
+    std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map_or_else(|| "unknown date".into(), |d| d.trim().to_string())
+}
+
 pub fn render(
     machine: &Machine,
     rows: &[RowResult],
@@ -96,12 +106,7 @@ pub fn render(
     args: &Args,
 ) -> String {
     let mut s = String::new();
-    let date = std::process::Command::new("date")
-        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map_or_else(|| "unknown date".into(), |d| d.trim().to_string());
+    let date = utc_now();
     let _ = writeln!(s, "{BEGIN}\n");
     let _ = writeln!(s, "Measured {date} with:\n\n```sh\n{command}\n```\n");
     let _ = writeln!(

@@ -14,7 +14,7 @@ use anyhow::Context as _;
 use super::client::Server;
 use super::{slo_secs, StepArgs, STEPS};
 use crate::compare::cluster::{Cluster, Kind};
-use crate::compare::markdown::write_named_section;
+use crate::compare::markdown::{utc_now, write_named_section};
 use crate::report::Report;
 use crate::workload::RunOpts;
 
@@ -173,12 +173,7 @@ fn render(results: &[(Kind, Vec<Report>)], command: &str, args: &Args) -> String
             .find(|(k, _)| *k == kind)
             .and_then(|(_, rs)| rs.iter().find(|r| r.workload == step))
     };
-    let date = std::process::Command::new("date")
-        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map_or_else(|| "unknown date".into(), |d| d.trim().to_string());
+    let date = utc_now();
     let s_args = &args.steps;
     let mut s = String::new();
     let _ = writeln!(
