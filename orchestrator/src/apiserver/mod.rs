@@ -30,6 +30,7 @@ pub mod config;
 pub mod defaults;
 pub mod deletion;
 pub mod discovery;
+pub mod field_validation;
 pub mod http;
 pub mod loopback;
 pub mod names;
