@@ -29,8 +29,10 @@ use super::status::ApiError;
 pub use definitions::definitions;
 
 const TITLE: &str = "Kubernetes";
-const PROTOBUF_V2: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
-const PROTOBUF_V2_LEGACY: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+/// What client-go asks for; `@` is not a token character, so answers never carry it.
+const PROTOBUF_V2_ACCEPT: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+/// The Content-Type of protobuf answers (Go's mime.ParseMediaType refuses the `@` form).
+const PROTOBUF_V2: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
 
 fn version_string() -> String {
     format!("v1.{}.0", super::discovery::KUBERNETES_MINOR)
@@ -193,20 +195,20 @@ fn not_acceptable(offered: &[&str]) -> ApiError {
 pub fn serve_v2(headers: &HeaderMap) -> Result<Response<Body>, ApiError> {
     let offered = [
         "application/json",
+        PROTOBUF_V2_ACCEPT,
         PROTOBUF_V2,
-        PROTOBUF_V2_LEGACY,
         "application/vnd.kubernetes.protobuf",
     ];
     let picked = pick(headers, &offered).ok_or_else(|| not_acceptable(&offered))?;
-    let doc = if picked == "application/json" {
-        v2_json()
+    let (content_type, doc) = if picked == "application/json" {
+        (picked, v2_json())
     } else {
-        v2_protobuf()
+        (PROTOBUF_V2, v2_protobuf())
     };
     if let Some(r) = not_modified(headers, doc) {
         return Ok(r);
     }
-    Ok(bytes_response(picked, doc, &[]))
+    Ok(bytes_response(content_type, doc, &[]))
 }
 
 /// GET /openapi/v3/<gv>: the document, or a redirect to its current hash when the URL names an
