@@ -174,6 +174,65 @@ async fn kubectl_explain(c: &Cluster) {
     }
     assert!(out.lines().count() > 1000, "{} lines", out.lines().count());
 
+    eprintln!("-- every served kind is explained, under its group and version");
+    for (resource, version) in [
+        ("namespaces", "v1"),
+        ("nodes", "v1"),
+        ("services", "v1"),
+        ("configmaps", "v1"),
+        ("secrets", "v1"),
+        ("serviceaccounts", "v1"),
+        ("events", "v1"),
+        ("endpoints", "v1"),
+        ("persistentvolumes", "v1"),
+        ("persistentvolumeclaims", "v1"),
+        ("replicationcontrollers", "v1"),
+        ("resourcequotas", "v1"),
+        ("limitranges", "v1"),
+        ("replicasets.apps", "apps/v1"),
+        ("statefulsets.apps", "apps/v1"),
+        ("daemonsets.apps", "apps/v1"),
+        ("controllerrevisions.apps", "apps/v1"),
+        ("jobs.batch", "batch/v1"),
+        ("cronjobs.batch", "batch/v1"),
+        ("leases.coordination.k8s.io", "coordination.k8s.io/v1"),
+        ("poddisruptionbudgets.policy", "policy/v1"),
+        (
+            "roles.rbac.authorization.k8s.io",
+            "rbac.authorization.k8s.io/v1",
+        ),
+        (
+            "rolebindings.rbac.authorization.k8s.io",
+            "rbac.authorization.k8s.io/v1",
+        ),
+        (
+            "clusterroles.rbac.authorization.k8s.io",
+            "rbac.authorization.k8s.io/v1",
+        ),
+        (
+            "clusterrolebindings.rbac.authorization.k8s.io",
+            "rbac.authorization.k8s.io/v1",
+        ),
+        ("priorityclasses.scheduling.k8s.io", "scheduling.k8s.io/v1"),
+    ] {
+        let out = k.ok(&["explain", resource]).await;
+        let (group, v) = version.rsplit_once('/').unwrap_or(("", version));
+        assert!(
+            out.contains(&format!("VERSION:    {v}")),
+            "{resource}: {out}"
+        );
+        if !group.is_empty() {
+            assert!(
+                out.contains(&format!("GROUP:      {group}")),
+                "{resource}: {out}"
+            );
+        }
+        assert!(
+            out.contains("  metadata\t<ObjectMeta>"),
+            "{resource}: {out}"
+        );
+    }
+
     eprintln!("-- kubectl explain of other groups' kinds and of a missing field");
     let out = k.ok(&["explain", "cronjob.spec.schedule"]).await;
     assert!(out.contains("FIELD: schedule <string>"), "{out}");
