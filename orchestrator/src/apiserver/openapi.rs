@@ -243,6 +243,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn accept_picks_the_first_acceptable_offer() {
+        let mut h = HeaderMap::new();
+        let offered = ["application/json", PROTOBUF_V2_ACCEPT];
+        assert_eq!(pick(&h, &offered), Some("application/json"));
+        h.insert(header::ACCEPT, PROTOBUF_V2_ACCEPT.parse().unwrap());
+        assert_eq!(pick(&h, &offered), Some(PROTOBUF_V2_ACCEPT));
+        h.insert(header::ACCEPT, "application/json, */*".parse().unwrap());
+        assert_eq!(pick(&h, &offered), Some("application/json"));
+        h.insert(header::ACCEPT, "text/html".parse().unwrap());
+        assert_eq!(pick(&h, &offered), None);
+    }
+
+    #[test]
     fn v2_json_holds_every_served_definition() {
         let doc: Value = serde_json::from_slice(&v2_json().bytes).unwrap();
         let defs = doc["definitions"].as_object().unwrap();

@@ -337,6 +337,30 @@ async fn kubectl_field_validation(c: &Cluster) {
         "{}",
         out.stderr
     );
+
+    eprintln!("-- a kind: List file falls back to client-side validation with /openapi/v2");
+    std::fs::write(
+        k.path("list.yaml"),
+        "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: ConfigMap\n  metadata: {name: listed}\n  dataa: {a: b}\n",
+    )
+    .unwrap();
+    let list = k.path("list.yaml");
+    let out = k.run(&["create", "-f", list.to_str().unwrap()]).await;
+    assert!(!out.ok);
+    assert!(
+        out.stderr.contains(
+            "error validating data: ValidationError(ConfigMap): unknown field \"dataa\" in io.k8s.api.core.v1.ConfigMap"
+        ),
+        "{}",
+        out.stderr
+    );
+    let out = k
+        .run(&["create", "-f", list.to_str().unwrap(), "--validate=false"])
+        .await;
+    assert!(out.ok, "{}", out.stderr);
+    let stored: Value =
+        serde_json::from_str(&k.ok(&["get", "cm", "listed", "-o", "json"]).await).unwrap();
+    assert!(stored.get("dataa").is_none(), "{stored}");
 }
 
 on_both_backends!(
