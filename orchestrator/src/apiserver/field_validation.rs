@@ -114,6 +114,20 @@ fn items<'a>(defs: &'a Definitions, schema: &'a Value) -> Option<&'a Value> {
     resolve(defs, schema).get("items").filter(|i| i.is_object())
 }
 
+/// The schema of the field `key` of an object with `schema`; None for a key the schema does not
+/// type (unknown, or below a RawExtension).
+pub fn field_schema(schema: &'static Value, key: &str) -> Option<&'static Value> {
+    match child(definitions(), schema, key) {
+        Child::Known(s) => Some(s),
+        Child::Unknown | Child::Free => None,
+    }
+}
+
+/// The schema of the elements of a list with `schema`.
+pub fn item_schema(schema: &'static Value) -> Option<&'static Value> {
+    items(definitions(), schema)
+}
+
 fn join(path: &str, key: &str) -> String {
     if path.is_empty() {
         key.to_string()

@@ -165,7 +165,8 @@ async fn scale_subresource(
                 guaranteed_update(api, t, name, q.dry_run()?, UpdateMode::Object, |current| {
                     let mut base = scale::from_object(t.def, current);
                     object::meta_mut(&mut base).remove("resourceVersion");
-                    let patched = checker.check(patch::apply(kind, &base, &body)?)?;
+                    let patched =
+                        checker.check(patch::apply(kind, &base, &body, checker.schema)?)?;
                     scale::apply(t.def, name, current, &patched)
                 })
                 .await?;
@@ -810,7 +811,7 @@ async fn patch(
         // The stored resourceVersion must not become a precondition of its own: only one the
         // patch sets explicitly is.
         object::meta_mut(&mut base).remove("resourceVersion");
-        let patched = patch::apply(kind, &base, body)?;
+        let patched = patch::apply(kind, &base, body, checker.schema)?;
         if !patched.is_object() {
             return Err(ApiError::BadRequest(
                 "the patch result is not a JSON object".into(),
