@@ -8,6 +8,7 @@ mod harness;
 mod kinds;
 mod kubectl;
 mod lifecycle;
+mod openapi;
 mod protobuf;
 mod watch;
 
