@@ -31,6 +31,8 @@ pub struct RunConfig {
     pub watchers: usize,
     /// Clients keeping a lease with an attached key alive.
     pub lease_clients: usize,
+    /// A hand-written schedule to apply instead of the one generated from the seed.
+    pub schedule: Option<Schedule>,
 }
 
 impl RunConfig {
@@ -45,6 +47,16 @@ impl RunConfig {
             list_keys: 4,
             watchers: 3,
             lease_clients: 2,
+            schedule: None,
+        }
+    }
+
+    /// The CI configuration with every partition shape aimed at the leader
+    /// ([`Schedule::partitions`]) instead of a generated schedule.
+    pub fn partitions(seed: u64) -> Self {
+        Self {
+            schedule: Some(Schedule::partitions(seed)),
+            ..Self::ci(seed)
         }
     }
 }
@@ -89,7 +101,10 @@ impl Report {
 const RECOVERY: Duration = Duration::from_secs(60);
 
 pub async fn run(cfg: RunConfig) -> Report {
-    let schedule = Schedule::generate(cfg.seed, 3, cfg.fault_time);
+    let schedule = cfg
+        .schedule
+        .clone()
+        .unwrap_or_else(|| Schedule::generate(cfg.seed, 3, cfg.fault_time));
     let schedule_text = schedule.to_string();
     eprintln!(
         "cairn-fault: seed {} — {:?}\n{schedule_text}",
