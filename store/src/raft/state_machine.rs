@@ -488,3 +488,6 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         durable_snapshot(&self.mvcc)
     }
 }
+
+#[cfg(test)]
+mod crash_tests;
