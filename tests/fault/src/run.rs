@@ -72,6 +72,8 @@ pub struct Report {
     pub anomalies: Vec<String>,
     /// Where the members' data dirs and logs were kept (only when there are anomalies).
     pub kept: Option<std::path::PathBuf>,
+    /// The command that runs this schedule again.
+    pub replay: String,
 }
 
 impl Report {
@@ -83,8 +85,7 @@ impl Report {
         panic!(
             "cairn-fault: seed {} found {} anomalies\n\n{}\nfaults as applied:\n{}\n\n{}\n\n{}\n\n\
              member logs and data dirs kept in {:?}\n\
-             replay: CAIRN_FAULT_SEED={} CAIRN_FAULT_SECONDS={} cargo nextest run -p cairn-fault \
-             replay --no-capture",
+             replay: {}",
             self.seed,
             self.anomalies.len(),
             self.schedule,
@@ -92,8 +93,7 @@ impl Report {
             self.summary,
             self.anomalies.join("\n\n"),
             self.kept,
-            self.seed,
-            self.fault_time.as_secs()
+            self.replay,
         );
     }
 }
@@ -295,6 +295,18 @@ pub async fn run(cfg: RunConfig) -> Report {
         summary,
         anomalies,
         kept,
+        replay: match cfg.schedule {
+            // A hand-written schedule is its test's; the clients' seed is the test's too.
+            Some(_) => {
+                "cargo nextest run -p cairn-fault <the test that failed> --no-capture".into()
+            }
+            None => format!(
+                "CAIRN_FAULT_SEED={} CAIRN_FAULT_SECONDS={} cargo nextest run -p cairn-fault \
+                 replay --no-capture",
+                cfg.seed,
+                cfg.fault_time.as_secs()
+            ),
+        },
     }
 }
 
