@@ -21,7 +21,6 @@
 //! Selectors are applied to both the new and the previous object, so an object leaving the
 //! selection is delivered as DELETED and one entering it as ADDED, as kube-apiserver does.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -42,7 +41,7 @@ use super::route::Target;
 use super::selector::Selectors;
 use super::status::{ApiError, Cause};
 use super::table;
-use super::watch_cache::{CacheEvent, Message, Start, Subscription};
+use super::watch_cache::{CacheEvent, CachedObject, Message, Start, Subscription};
 use super::ApiServer;
 
 /// Longest a watch stays open without `timeoutSeconds` (kube-apiserver's --min-request-timeout
@@ -256,6 +255,22 @@ impl Encoder {
         Bytes::from(line)
     }
 
+    /// An event about a cached object: its JSON is reused, not re-encoded, unless it becomes a
+    /// Table.
+    fn cached(&self, ty: &str, obj: &CachedObject) -> Bytes {
+        if let Render::Table = self.render {
+            return self.event(ty, obj.value.clone());
+        }
+        let json = obj.json();
+        let mut line = Vec::with_capacity(json.len() + ty.len() + 24);
+        line.extend_from_slice(b"{\"type\":\"");
+        line.extend_from_slice(ty.as_bytes());
+        line.extend_from_slice(b"\",\"object\":");
+        line.extend_from_slice(json);
+        line.extend_from_slice(b"}\n");
+        Bytes::from(line)
+    }
+
     /// A BOOKMARK: only the kind, apiVersion and resourceVersion mean anything.
     fn bookmark(&self, revision: i64, initial_events_end: bool) -> Bytes {
         let mut meta = json!({"resourceVersion": revision.to_string()});
@@ -284,7 +299,7 @@ impl Pump {
     async fn run(self, mut sub: Subscription, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         for obj in std::mem::take(&mut sub.initial) {
-            if self.sel.matches(&obj) && !self.send("ADDED", Value::clone(&obj)).await {
+            if self.sel.matches(&obj) && !self.send_cached("ADDED", &obj).await {
                 return;
             }
         }
@@ -360,13 +375,13 @@ impl Pump {
 
     async fn forward(&self, ev: &CacheEvent) -> bool {
         match translate(ev, &self.sel) {
-            Some((ty, obj)) => self.send(ty, obj).await,
+            Some((ty, obj)) => self.send_cached(ty, obj).await,
             None => true,
         }
     }
 
-    async fn send(&self, ty: &str, obj: Value) -> bool {
-        self.send_bytes(self.encoder.event(ty, obj)).await
+    async fn send_cached(&self, ty: &str, obj: &CachedObject) -> bool {
+        self.send_bytes(self.encoder.cached(ty, obj)).await
     }
 
     async fn send_bytes(&self, line: Bytes) -> bool {
@@ -376,13 +391,12 @@ impl Pump {
 
 /// One cache event as a Kubernetes watch event for a watcher with `sel`, or None when neither
 /// the old nor the new object is selected.
-fn translate(ev: &CacheEvent, sel: &Selectors) -> Option<(&'static str, Value)> {
+fn translate<'e>(ev: &'e CacheEvent, sel: &Selectors) -> Option<(&'static str, &'e CachedObject)> {
     let was = ev.prev.as_deref().is_some_and(|p| sel.matches(p));
     if ev.deleted {
-        return was.then(|| ("DELETED", Value::clone(&ev.object)));
+        return was.then_some(("DELETED", &*ev.object));
     }
-    let obj: &Arc<Value> = &ev.object;
-    let is = sel.matches(obj);
+    let is = sel.matches(&ev.object);
     let ty = match (ev.prev.is_some(), was, is) {
         (false, _, true) => "ADDED",
         (true, true, true) => "MODIFIED",
@@ -390,5 +404,82 @@ fn translate(ev: &CacheEvent, sel: &Selectors) -> Option<(&'static str, Value)> 
         (true, true, false) => "DELETED",
         (_, _, false) => return None,
     };
-    Some((ty, Value::clone(obj)))
+    Some((ty, &*ev.object))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::apiserver::resources;
+    use crate::apiserver::selector::{FieldSelector, LabelSelector};
+
+    fn def() -> &'static ResourceDef {
+        resources::lookup("", "v1", "configmaps").unwrap()
+    }
+
+    fn team(t: &str) -> Arc<CachedObject> {
+        Arc::new(CachedObject::new(
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "a", "labels": {"team": t}, "resourceVersion": "7"}}),
+        ))
+    }
+
+    fn event(prev: Option<&str>, now: &str, deleted: bool) -> CacheEvent {
+        CacheEvent {
+            revision: 7,
+            key: b"/registry/configmaps/default/a".to_vec(),
+            object: team(now),
+            prev: prev.map(team),
+            deleted,
+        }
+    }
+
+    #[test]
+    fn selected_objects_enter_as_added_and_leave_as_deleted() {
+        let sel = Selectors {
+            labels: LabelSelector::parse("team=x").unwrap(),
+            fields: FieldSelector::parse("", def()).unwrap(),
+        };
+        let ty = |e: &CacheEvent| translate(e, &sel).map(|(ty, _)| ty);
+        assert_eq!(ty(&event(None, "x", false)), Some("ADDED"));
+        assert_eq!(ty(&event(Some("x"), "x", false)), Some("MODIFIED"));
+        assert_eq!(ty(&event(Some("y"), "x", false)), Some("ADDED"));
+        assert_eq!(ty(&event(Some("x"), "y", false)), Some("DELETED"));
+        assert_eq!(ty(&event(Some("y"), "y", false)), None);
+        assert_eq!(ty(&event(Some("x"), "x", true)), Some("DELETED"));
+        assert_eq!(ty(&event(Some("y"), "y", true)), None);
+    }
+
+    #[test]
+    fn an_event_reusing_the_cached_json_is_the_event_encoded_afresh() {
+        let encoder = Encoder {
+            def: def(),
+            render: Render::Object,
+            table_query: Query::default(),
+        };
+        let obj = team("x");
+        let reused: Value = serde_json::from_slice(&encoder.cached("MODIFIED", &obj)).unwrap();
+        let fresh: Value =
+            serde_json::from_slice(&encoder.event("MODIFIED", obj.value.clone())).unwrap();
+        assert_eq!(reused, fresh);
+        assert!(encoder.cached("ADDED", &obj).ends_with(b"}\n"));
+    }
+
+    #[test]
+    fn a_bookmark_carries_only_kind_api_version_and_resource_version() {
+        let encoder = Encoder {
+            def: def(),
+            render: Render::Object,
+            table_query: Query::default(),
+        };
+        let line: Value = serde_json::from_slice(&encoder.bookmark(42, true)).unwrap();
+        assert_eq!(
+            line,
+            json!({"type": "BOOKMARK", "object": {"kind": "ConfigMap", "apiVersion": "v1",
+                "metadata": {"resourceVersion": "42",
+                    "annotations": {"k8s.io/initial-events-end": "true"}}}})
+        );
+    }
 }

@@ -24,9 +24,10 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
+use bytes::Bytes;
 use cairn_proto::etcdserverpb::WatchResponse;
 use cairn_proto::mvccpb::event::EventType;
 use cairn_proto::mvccpb::KeyValue;
@@ -73,6 +74,37 @@ impl Default for CacheConfig {
     }
 }
 
+/// An object as the cache holds it: decoded once, and encoded as JSON at most once however many
+/// watchers it is sent to (kube-apiserver's `cachingObject` does the same).
+#[derive(Debug)]
+pub struct CachedObject {
+    pub value: Value,
+    json: OnceLock<Bytes>,
+}
+
+impl CachedObject {
+    pub fn new(value: Value) -> CachedObject {
+        CachedObject {
+            value,
+            json: OnceLock::new(),
+        }
+    }
+
+    /// The object as JSON.
+    pub fn json(&self) -> &Bytes {
+        self.json
+            .get_or_init(|| Bytes::from(serde_json::to_vec(&self.value).unwrap_or_default()))
+    }
+}
+
+impl std::ops::Deref for CachedObject {
+    type Target = Value;
+
+    fn deref(&self) -> &Value {
+        &self.value
+    }
+}
+
 /// One change to an object of the cached resource, decoded once for every watcher.
 #[derive(Debug)]
 pub struct CacheEvent {
@@ -80,9 +112,9 @@ pub struct CacheEvent {
     pub key: Vec<u8>,
     /// The object after the change; for a deletion, the last state stamped with the deletion's
     /// revision.
-    pub object: Arc<Value>,
+    pub object: Arc<CachedObject>,
     /// The object before the change, if it existed.
-    pub prev: Option<Arc<Value>>,
+    pub prev: Option<Arc<CachedObject>>,
     pub deleted: bool,
 }
 
@@ -106,7 +138,7 @@ pub enum Start {
 /// A registered watcher: what to send first, then the live channel.
 pub struct Subscription {
     /// Objects of the snapshot (for [`Start::Snapshot`]), by key.
-    pub initial: Vec<Arc<Value>>,
+    pub initial: Vec<Arc<CachedObject>>,
     /// Events after the requested revision already in the window (for [`Start::After`]).
     pub replay: Vec<Arc<CacheEvent>>,
     /// The revision the snapshot or replay brings the watcher to.
@@ -217,7 +249,7 @@ pub struct ResourceCache {
 
 #[derive(Default)]
 struct CacheState {
-    objects: BTreeMap<Vec<u8>, Arc<Value>>,
+    objects: BTreeMap<Vec<u8>, Arc<CachedObject>>,
     window: VecDeque<Arc<CacheEvent>>,
     floor: i64,
     revision: i64,
@@ -318,7 +350,7 @@ impl ResourceCache {
 
     /// Replaces the cache's contents with a fresh list at `revision`, terminating every watcher
     /// (they cannot be told what changed in between).
-    fn reset(&self, objects: BTreeMap<Vec<u8>, Arc<Value>>, revision: i64) {
+    fn reset(&self, objects: BTreeMap<Vec<u8>, Arc<CachedObject>>, revision: i64) {
         let mut state = self.lock();
         let terminated = state.watchers.len();
         state.watchers.clear();
@@ -379,21 +411,25 @@ impl ResourceCache {
         let deleted = ev.r#type == EventType::Delete as i32;
         let prev = match state.objects.get(&kv.key) {
             Some(p) => Some(p.clone()),
-            None => ev.prev_kv.as_ref().and_then(decode).map(Arc::new),
+            None => ev
+                .prev_kv
+                .as_ref()
+                .and_then(decode)
+                .map(|v| Arc::new(CachedObject::new(v))),
         };
         let event = if deleted {
             state.objects.remove(&kv.key);
-            let mut obj = Value::clone(prev.as_deref()?);
+            let mut obj = prev.as_deref()?.value.clone();
             object::set_resource_version(&mut obj, kv.mod_revision);
             CacheEvent {
                 revision: kv.mod_revision,
-                object: Arc::new(obj),
+                object: Arc::new(CachedObject::new(obj)),
                 prev,
                 deleted: true,
                 key: kv.key,
             }
         } else {
-            let obj = Arc::new(decode(&kv)?);
+            let obj = Arc::new(CachedObject::new(decode(&kv)?));
             state.objects.insert(kv.key.clone(), obj.clone());
             CacheEvent {
                 revision: kv.mod_revision,
@@ -649,7 +685,7 @@ async fn sleep_or_stop(stop: &mut watch::Receiver<bool>, backoff: &mut Duration)
 async fn list(
     store: &Store,
     prefix: &[u8],
-) -> Result<(BTreeMap<Vec<u8>, Arc<Value>>, i64), StorageError> {
+) -> Result<(BTreeMap<Vec<u8>, Arc<CachedObject>>, i64), StorageError> {
     let end = prefix_end(prefix);
     let mut start = prefix.to_vec();
     let mut revision = 0;
@@ -662,7 +698,7 @@ async fn list(
         for kv in &page.kvs {
             match object::decode(kv) {
                 Ok(obj) => {
-                    objects.insert(kv.key.clone(), Arc::new(obj));
+                    objects.insert(kv.key.clone(), Arc::new(CachedObject::new(obj)));
                 }
                 Err(e) => {
                     tracing::warn!(key = %String::from_utf8_lossy(&kv.key), error = %e, "undecodable object skipped by the watch cache");
