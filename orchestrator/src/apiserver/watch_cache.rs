@@ -49,6 +49,13 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// `Too large resource version` (kube-apiserver's watch cache blocks for 3 s).
 const FRESHNESS_WAIT: Duration = Duration::from_secs(3);
 
+/// How long a progress notification waits before it is believed. etcd releases without the fix
+/// for etcd issue 15220 (3.4.23 among them) answer a WatchProgressRequest on a control channel
+/// that can overtake events already queued for the stream, so a notification's revision may
+/// arrive just before events at or below it; those are already in flight and arrive within this
+/// time (the cache's watch starts at its own revision, so it has little history to catch up).
+const PROGRESS_SETTLE: Duration = Duration::from_millis(50);
+
 /// How the caches are sized and timed (`--watch-cache-*` flags; tests shorten the intervals).
 #[derive(Debug, Clone)]
 pub struct CacheConfig {
@@ -625,11 +632,21 @@ async fn follow(
     stop: &mut watch::Receiver<bool>,
     backoff: &mut Duration,
 ) -> Ended {
+    // A progress notification is applied only after it has settled (see PROGRESS_SETTLE).
+    let mut settling: Option<i64> = None;
+    let settle = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(settle);
     loop {
         let resp = tokio::select! {
             r = watch.stream.next() => r,
             Some(()) = progress.recv() => {
                 watch.stream.request_progress();
+                continue;
+            }
+            _ = &mut settle, if settling.is_some() => {
+                if let Some(rev) = settling.take() {
+                    cache.progress(rev);
+                }
                 continue;
             }
             _ = stop.changed() => return Ended::Stopped,
@@ -663,7 +680,10 @@ async fn follow(
         }
         if resp.events.is_empty() {
             if let Some(h) = resp.header {
-                cache.progress(h.revision);
+                if settling.is_none() {
+                    settle.as_mut().reset(Instant::now() + PROGRESS_SETTLE);
+                }
+                settling = Some(settling.unwrap_or(0).max(h.revision));
             }
             continue;
         }
