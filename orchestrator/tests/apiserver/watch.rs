@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::harness::Cluster;
+use crate::harness::{Backend, Cluster, Proxy};
 use crate::on_both_backends;
 
 const CMS: &str = "/api/v1/namespaces/default/configmaps";
@@ -488,4 +488,77 @@ on_both_backends!(
     watch_outlives_a_store_restart_on_cairn_store,
     watch_outlives_a_store_restart_on_etcd,
     []
+);
+
+/// When the cache's etcd watch comes back to a store that compacted past the cache's revision
+/// meanwhile, the cache relists and terminates its watchers (their streams end), and a re-watch
+/// from the old resourceVersion is 410 Expired, so clients relist, as from kube's cacher.
+async fn compaction_while_partitioned_relists(c: &Cluster) {
+    if !c.backend.supports_watch().await {
+        return;
+    }
+    let proxy = Proxy::start(c.backend.endpoint()).await;
+    eprintln!("-- an apiserver reaching the store through a proxy that can be cut");
+    let behind = Cluster::start_with(Backend::external(&proxy.endpoint), &[]).await;
+    let created = behind.api.post(CMS, &cm("x")).await.body;
+    let mut w = behind
+        .api
+        .watch(&format!("{CMS}?watch=1&resourceVersion={}", rv(&created)))
+        .await;
+
+    eprintln!("-- partitioned: the store changes and compacts past the cache's revision");
+    proxy.cut();
+    c.api.post(CMS, &cm("y")).await;
+    c.api.delete(&format!("{CMS}/x")).await;
+    let latest = c.api.post(CMS, &cm("z")).await.body;
+    c.backend.compact(rv(&latest).parse().unwrap()).await;
+    proxy.restore();
+
+    eprintln!("-- the watcher's stream ends; its resourceVersion is now too old");
+    assert!(
+        w.next_within(Duration::from_secs(20)).await.is_none(),
+        "the relist terminated the watcher without events it could not vouch for"
+    );
+    let mut stale = behind
+        .api
+        .watch(&format!("{CMS}?watch=1&resourceVersion={}", rv(&created)))
+        .await;
+    let ev = stale.next().await;
+    assert_eq!(
+        (ev["type"].as_str(), ev["object"]["code"].as_i64()),
+        (Some("ERROR"), Some(410)),
+        "{ev}"
+    );
+
+    eprintln!("-- a relist and a watch from its resourceVersion see the store as it is");
+    let listed = behind.api.get(CMS).await.body;
+    let names: Vec<&str> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["y", "z"]);
+    let mut fresh = behind
+        .api
+        .watch(&format!("{CMS}?watch=1&resourceVersion={}", rv(&listed)))
+        .await;
+    c.api.delete(&format!("{CMS}/y")).await;
+    let ev = fresh
+        .next_within(Duration::from_secs(20))
+        .await
+        .expect("an event");
+    assert_eq!(
+        (
+            ev["type"].as_str(),
+            ev["object"]["metadata"]["name"].as_str()
+        ),
+        (Some("DELETED"), Some("y"))
+    );
+    behind.stop().await;
+}
+on_both_backends!(
+    compaction_while_partitioned_relists,
+    compaction_while_partitioned_relists_on_cairn_store,
+    compaction_while_partitioned_relists_on_etcd
 );
