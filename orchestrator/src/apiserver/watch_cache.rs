@@ -49,6 +49,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// `Too large resource version` (kube-apiserver's watch cache blocks for 3 s).
 const FRESHNESS_WAIT: Duration = Duration::from_secs(3);
 
+/// Longest a watch waits for its resource's cache to finish its first list.
+const READY_WAIT: Duration = Duration::from_secs(60);
+
 /// How long a progress notification waits before it is believed. etcd releases without the fix
 /// for etcd issue 15220 (3.4.23 among them) answer a WatchProgressRequest on a control channel
 /// that can overtake events already queued for the stream, so a notification's revision may
@@ -279,6 +282,16 @@ impl ResourceCache {
     /// `Too large resource version` (504, retry after 1 s).
     pub async fn wait_fresh(&self, revision: i64) -> Result<(), ApiError> {
         let mut rx = self.revision.subscribe();
+        // The first list may take a while on a large resource; only then does freshness count.
+        let ready = matches!(
+            tokio::time::timeout(READY_WAIT, rx.wait_for(|r| *r > 0)).await,
+            Ok(Ok(_))
+        );
+        if !ready {
+            return Err(ApiError::Unavailable(
+                "the watch cache is not initialized yet; retry".into(),
+            ));
+        }
         let deadline = Instant::now() + FRESHNESS_WAIT;
         loop {
             let current = *rx.borrow_and_update();
