@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{
+    DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
 use kube::runtime::{reflector, watcher, WatchStreamExt};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
@@ -422,4 +424,60 @@ on_both_backends!(
     streaming_list_watcher,
     kube_streaming_list_watcher_on_cairn_store,
     kube_streaming_list_watcher_on_etcd
+);
+
+/// kube's low-level `Api::watch` (bookmarks on by default in `WatchParams`) decodes our
+/// BOOKMARK events into `WatchEvent::Bookmark`, with a resourceVersion that moves on while the
+/// watched resource stays idle (a Secret moves the store's revision; configmaps do not change).
+async fn bookmarks_decode(c: &mut Cluster) {
+    if !c.backend.supports_watch().await {
+        return;
+    }
+    let cms: Api<ConfigMap> = Api::namespaced(client(c), "default");
+    let listed = cms.list(&ListParams::default()).await.expect("list");
+    let list_rv = listed
+        .metadata
+        .resource_version
+        .expect("a list resourceVersion");
+    let stream = cms
+        .watch(&WatchParams::default(), &list_rv)
+        .await
+        .expect("watch");
+    let mut stream = stream.boxed();
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client(c), "default");
+    let named: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
+        "metadata": {"name": "moves-the-revision"}
+    }))
+    .unwrap();
+    let created = secrets
+        .create(&PostParams::default(), &named)
+        .await
+        .expect("create a Secret");
+    let moved: i64 = created.resource_version().unwrap().parse().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let ev = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .expect("a bookmark within 20s")
+            .expect("the stream goes on")
+            .expect("events decode");
+        match ev {
+            WatchEvent::Bookmark(bm) => {
+                assert_eq!(
+                    (bm.types.kind.as_str(), bm.types.api_version.as_str()),
+                    ("ConfigMap", "v1")
+                );
+                if bm.metadata.resource_version.parse::<i64>().unwrap() >= moved {
+                    return;
+                }
+            }
+            other => panic!("only bookmarks were expected, got {other:?}"),
+        }
+    }
+}
+on_both_backends!(
+    bookmarks_decode,
+    kube_bookmarks_decode_on_cairn_store,
+    kube_bookmarks_decode_on_etcd,
+    ["--watch-bookmark-interval", "300ms"]
 );
