@@ -3,8 +3,10 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use super::service_ip::ServiceCidr;
+use super::watch_cache::CacheConfig;
 
 /// `cairn apiserver` flags.
 #[derive(clap::Args, Debug, Clone)]
@@ -38,6 +40,33 @@ pub struct Config {
     /// `kubernetes` Service).
     #[arg(long = "service-cluster-ip-range", default_value = "10.0.0.0/24")]
     pub service_cluster_ip_range: String,
+    /// Events the watch cache keeps per resource for watches from an exact resourceVersion
+    /// (kube-apiserver's flag; older ones get 410 Expired).
+    #[arg(long = "default-watch-cache-size", default_value_t = 1024)]
+    pub default_watch_cache_size: usize,
+    /// How often a watch that allows bookmarks gets a BOOKMARK event (Go duration: 1m, 500ms).
+    #[arg(long = "watch-bookmark-interval", default_value = "1m", value_parser = parse_duration)]
+    pub watch_bookmark_interval: Duration,
+}
+
+/// A Go-style duration made of one number and a unit: `500ms`, `30s`, `1m`, `2h`.
+fn parse_duration(v: &str) -> Result<Duration, String> {
+    let split = v
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .ok_or_else(|| format!("missing unit in duration {v:?}"))?;
+    let (num, unit) = v.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("invalid duration {v:?}"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("unknown unit {unit:?} in duration {v:?}")),
+    };
+    if !(secs > 0.0 && secs.is_finite()) {
+        return Err(format!("duration {v:?} must be positive"));
+    }
+    Ok(Duration::from_secs_f64(secs))
 }
 
 impl Config {
@@ -67,6 +96,9 @@ impl Config {
         if !self.etcd_prefix.starts_with('/') || self.etcd_prefix.ends_with('/') {
             return Err("--etcd-prefix must start with '/' and not end with '/'".into());
         }
+        if self.default_watch_cache_size == 0 {
+            return Err("--default-watch-cache-size must be positive: every watch is served from the watch cache".into());
+        }
         self.service_cidr()?;
         Ok(())
     }
@@ -75,5 +107,29 @@ impl Config {
     pub fn service_cidr(&self) -> Result<ServiceCidr, String> {
         ServiceCidr::parse(&self.service_cluster_ip_range)
             .map_err(|e| format!("--service-cluster-ip-range: {e}"))
+    }
+
+    /// The watch cache's sizes and intervals.
+    pub fn watch_cache(&self) -> CacheConfig {
+        CacheConfig {
+            window: self.default_watch_cache_size,
+            bookmark_interval: self.watch_bookmark_interval,
+            ..CacheConfig::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_go_writes_them() {
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("10").is_err());
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("3d").is_err());
     }
 }

@@ -9,7 +9,8 @@
 //! - [`resources`]: the table of served kinds.
 //! - [`rest`]: get, list, create, update, patch, delete.
 //! - [`deletion`]: what DELETE does: namespace termination, finalizers, graceful deletion.
-//! - [`watch`]: watch streams from an etcd watch.
+//! - [`watch`]: watch streams (`?watch=1`): resourceVersion semantics, bookmarks, selectors.
+//! - [`watch_cache`]: one etcd watch per resource type, fanned out to every watcher.
 //! - [`object`]: server-owned metadata of stored objects; the order of defaulting and validation.
 //! - [`defaults`]: Kubernetes' per-kind defaults.
 //! - [`validation`]: name rules and per-kind validation, with Kubernetes' field paths.
@@ -51,6 +52,7 @@ pub mod storage;
 pub mod table;
 pub mod validation;
 pub mod watch;
+pub mod watch_cache;
 
 pub use config::Config;
 pub use server::{start, Handle, StartError};
@@ -60,6 +62,7 @@ use tokio::sync::mpsc;
 use resources::ResourceDef;
 use service_ip::ServiceCidr;
 use storage::Store;
+use watch_cache::{CacheConfig, WatchCache};
 
 /// Shared state of a running apiserver.
 pub struct ApiServer {
@@ -69,6 +72,8 @@ pub struct ApiServer {
     /// Names namespaces for the namespace controller to look at: one was marked for deletion,
     /// or something in one went away. Bounded; when full the controller's relist catches up.
     namespace_wake: mpsc::Sender<String>,
+    /// Every watch is served from here: one etcd watch per resource type.
+    watch_cache: WatchCache,
 }
 
 impl ApiServer {
@@ -77,13 +82,20 @@ impl ApiServer {
         prefix: String,
         service_cidr: ServiceCidr,
         namespace_wake: mpsc::Sender<String>,
+        cache: CacheConfig,
     ) -> ApiServer {
         ApiServer {
+            watch_cache: WatchCache::new(store.clone(), cache),
             store,
             prefix,
             service_cidr,
             namespace_wake,
         }
+    }
+
+    /// The watch cache (for its counters).
+    pub fn watch_cache(&self) -> &WatchCache {
+        &self.watch_cache
     }
 
     /// Asks the namespace controller to look at `namespace` soon.

@@ -54,6 +54,7 @@ const ETCD_WAIT: Duration = Duration::from_secs(30);
 /// A running apiserver.
 pub struct Handle {
     addr: SocketAddr,
+    api: Arc<ApiServer>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
     /// The in-process controllers (the namespace controller) and how to stop them.
@@ -70,6 +71,13 @@ impl Handle {
     /// `http://<addr>`, for clients.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// etcd watches the apiserver holds open right now (its watch cache's, one per resource
+    /// type watched) and the HTTP watchers they feed.
+    pub fn watch_counts(&self) -> (i64, i64) {
+        let cache = self.api.watch_cache();
+        (cache.etcd_watches(), cache.watchers())
     }
 
     /// Stops accepting, closes every open connection (including watches) and stops the
@@ -98,6 +106,7 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
         config.etcd_prefix.clone(),
         cidr,
         wake,
+        config.watch_cache(),
     ));
     bootstrap(&api).await.map_err(|source| StartError::Etcd {
         endpoints: config.etcd_servers.clone(),
@@ -117,8 +126,9 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
         woken,
         controllers_stopped,
     ));
-    let task = tokio::spawn(serve(listener, api, stopped));
+    let task = tokio::spawn(serve(listener, api.clone(), stopped));
     Ok(Handle {
+        api,
         addr,
         stop: Some(stop),
         task,
@@ -190,6 +200,7 @@ pub async fn serve(listener: TcpListener, api: Arc<ApiServer>, mut stop: oneshot
             }
         });
     }
+    api.watch_cache.stop();
     conns.shutdown().await;
 }
 

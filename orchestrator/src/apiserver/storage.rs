@@ -19,7 +19,7 @@ use cairn_proto::etcdserverpb::watch_client::WatchClient;
 use cairn_proto::etcdserverpb::watch_request::RequestUnion;
 use cairn_proto::etcdserverpb::{
     Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
-    WatchCreateRequest, WatchRequest, WatchResponse,
+    WatchCreateRequest, WatchProgressRequest, WatchRequest, WatchResponse,
 };
 use cairn_proto::mvccpb::KeyValue;
 use tokio::sync::mpsc;
@@ -408,20 +408,39 @@ impl Store {
         Ok(resp.kvs.into_iter().map(|kv| kv.key).collect())
     }
 
+    /// The store's current revision (a one-key count-only read).
+    pub async fn current_revision(&self) -> Result<i64, StorageError> {
+        let resp = self
+            .kv
+            .clone()
+            .range(RangeRequest {
+                key: b"\0".to_vec(),
+                count_only: true,
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        Ok(resp.header.map(|h| h.revision).unwrap_or(0))
+    }
+
     /// Watches every key under `prefix`, delivering events from `start_revision` (inclusive; 0 =
-    /// from now) with each event's previous value.
+    /// from now) with each event's previous value. The stream can be asked for progress
+    /// notifications ([`WatchStream::request_progress`]).
     pub async fn watch(
         &self,
         prefix: &[u8],
         start_revision: i64,
     ) -> Result<WatchStream, StorageError> {
-        let (tx, rx) = mpsc::channel(1);
+        // Room for the create request and one pending progress request; further progress
+        // requests while one is queued are redundant and dropped.
+        let (tx, rx) = mpsc::channel(2);
         tx.send(WatchRequest {
             request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
                 key: prefix.to_vec(),
                 range_end: prefix_end(prefix),
                 start_revision,
                 prev_kv: true,
+                progress_notify: true,
                 ..Default::default()
             })),
         })
@@ -434,7 +453,7 @@ impl Store {
             .await?
             .into_inner();
         Ok(WatchStream {
-            _requests: tx,
+            requests: tx,
             responses,
         })
     }
@@ -444,7 +463,7 @@ impl Store {
 pub struct WatchStream {
     // etcd ends the whole watch stream when the client half-closes, so the request side is held
     // open for as long as the watch is wanted.
-    _requests: mpsc::Sender<WatchRequest>,
+    requests: mpsc::Sender<WatchRequest>,
     responses: Streaming<WatchResponse>,
 }
 
@@ -452,6 +471,15 @@ impl WatchStream {
     /// The next response; `None` when the server closed the stream.
     pub async fn next(&mut self) -> Result<Option<WatchResponse>, StorageError> {
         Ok(self.responses.message().await?)
+    }
+
+    /// Asks the server for a progress notification: a response without events whose header
+    /// revision tells that every event up to it has been sent. Never waits; a request already
+    /// queued makes this one redundant.
+    pub fn request_progress(&self) {
+        let _ = self.requests.try_send(WatchRequest {
+            request_union: Some(RequestUnion::ProgressRequest(WatchProgressRequest {})),
+        });
     }
 }
 

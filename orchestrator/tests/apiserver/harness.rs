@@ -59,13 +59,18 @@ pub enum Backend {
     Cairn {
         server: Option<cairn_store::Server>,
         endpoint: String,
+        /// The member's flags, for a restart on the same data and ports.
+        args: Vec<String>,
         _dir: tempfile::TempDir,
     },
     Etcd {
         child: Child,
         endpoint: String,
+        args: Vec<String>,
         _dir: tempfile::TempDir,
     },
+    /// A store another backend owns (for a second apiserver on it).
+    External { endpoint: String },
 }
 
 impl Backend {
@@ -90,14 +95,21 @@ impl Backend {
             "--initial-cluster",
             &format!("c1={peer}"),
         ];
-        let cfg =
-            cairn_store::Config::parse_args(args.iter().map(|s| s.to_string())).expect("flags");
-        let server = cairn_store::start(cfg).await.expect("start cairn-store");
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let server = start_cairn_store(&args).await;
         wait_ready(&client).await;
         Backend::Cairn {
             server: Some(server),
             endpoint: client,
+            args,
             _dir: dir,
+        }
+    }
+
+    /// The store at `endpoint`, owned elsewhere.
+    pub fn external(endpoint: &str) -> Backend {
+        Backend::External {
+            endpoint: endpoint.to_string(),
         }
     }
 
@@ -109,38 +121,73 @@ impl Backend {
         let dir = tempfile::tempdir().expect("tempdir");
         let client = format!("http://127.0.0.1:{}", free_port());
         let peer = format!("http://127.0.0.1:{}", free_port());
-        let child = Command::new("etcd")
-            .args(["--name", "e1", "--data-dir"])
-            .arg(dir.path())
-            .args([
-                "--listen-client-urls",
-                &client,
-                "--advertise-client-urls",
-                &client,
-                "--listen-peer-urls",
-                &peer,
-                "--initial-advertise-peer-urls",
-                &peer,
-                "--initial-cluster",
-                &format!("e1={peer}"),
-                "--log-level",
-                "error",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn etcd");
+        let args: Vec<String> = [
+            "--name",
+            "e1",
+            "--data-dir",
+            dir.path().to_str().expect("utf-8"),
+            "--listen-client-urls",
+            &client,
+            "--advertise-client-urls",
+            &client,
+            "--listen-peer-urls",
+            &peer,
+            "--initial-advertise-peer-urls",
+            &peer,
+            "--initial-cluster",
+            &format!("e1={peer}"),
+            "--log-level",
+            "error",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let child = spawn_etcd(&args);
         wait_ready(&client).await;
         Some(Backend::Etcd {
             child,
             endpoint: client,
+            args,
             _dir: dir,
         })
     }
 
+    /// Stops the store and starts it again on the same data and ports (what a store restart or
+    /// a lost leader looks like to its clients: every stream breaks, then the store is back).
+    pub async fn restart(&mut self) {
+        match self {
+            Backend::Cairn {
+                server,
+                args,
+                endpoint,
+                ..
+            } => {
+                if let Some(s) = server.take() {
+                    s.shutdown().await;
+                }
+                *server = Some(start_cairn_store(args).await);
+                wait_ready(endpoint).await;
+            }
+            Backend::Etcd {
+                child,
+                args,
+                endpoint,
+                ..
+            } => {
+                let _ = child.kill();
+                let _ = child.wait();
+                *child = spawn_etcd(args);
+                wait_ready(endpoint).await;
+            }
+            Backend::External { .. } => panic!("a store owned elsewhere is restarted by its owner"),
+        }
+    }
+
     pub fn endpoint(&self) -> &str {
         match self {
-            Backend::Cairn { endpoint, .. } | Backend::Etcd { endpoint, .. } => endpoint,
+            Backend::Cairn { endpoint, .. }
+            | Backend::Etcd { endpoint, .. }
+            | Backend::External { endpoint } => endpoint,
         }
     }
 
@@ -148,6 +195,7 @@ impl Backend {
         match self {
             Backend::Cairn { .. } => "cairn-store",
             Backend::Etcd { .. } => "etcd",
+            Backend::External { .. } => "the same store",
         }
     }
 
@@ -195,6 +243,19 @@ impl Backend {
         supported
     }
 
+    /// The store's own count of open watchers (etcd's `etcd_debugging_mvcc_watcher_total`
+    /// gauge on the client port's /metrics, which cairn-store serves too).
+    pub async fn watchers(&self) -> i64 {
+        let addr = self.endpoint().trim_start_matches("http://").to_string();
+        let page = Api { addr }.get("/metrics").await;
+        let text = page.body.as_str().expect("/metrics is text").to_string();
+        text.lines()
+            .find_map(|l| l.strip_prefix("etcd_debugging_mvcc_watcher_total "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map(|v| v as i64)
+            .expect("etcd_debugging_mvcc_watcher_total in /metrics")
+    }
+
     /// Compacts the store's history up to `revision`.
     pub async fn compact(&self, revision: i64) {
         let ch = Channel::from_shared(self.endpoint().to_string())
@@ -224,8 +285,23 @@ impl Drop for Backend {
                 let _ = child.kill();
                 let _ = child.wait();
             }
+            Backend::External { .. } => {}
         }
     }
+}
+
+async fn start_cairn_store(args: &[String]) -> cairn_store::Server {
+    let cfg = cairn_store::Config::parse_args(args.iter().cloned()).expect("flags");
+    cairn_store::start(cfg).await.expect("start cairn-store")
+}
+
+fn spawn_etcd(args: &[String]) -> Child {
+    Command::new("etcd")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn etcd")
 }
 
 async fn wait_ready(endpoint: &str) {
@@ -257,28 +333,50 @@ pub struct Cluster {
     pub api: Api,
     handle: Option<cairn::apiserver::Handle>,
     pub backend: Backend,
+    /// The apiserver's flags, for a restart on the same port.
+    args: Vec<String>,
 }
 
 impl Cluster {
-    pub async fn start(backend: Backend) -> Cluster {
+    /// An apiserver with `extra` flags (e.g. a short `--watch-bookmark-interval`).
+    pub async fn start_with(backend: Backend, extra: &[&str]) -> Cluster {
         eprintln!("== apiserver on {}", backend.name());
-        let args = [
+        let port = free_port().to_string();
+        let mut args: Vec<String> = [
             "cairn",
             "--etcd-servers",
             backend.endpoint(),
             "--insecure-port",
-            "0",
-        ];
-        let cfg = cairn::apiserver::Config::parse_args(args.iter().map(|s| s.to_string()))
-            .expect("flags");
-        let handle = cairn::apiserver::start(cfg).await.expect("start apiserver");
+            &port,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let handle = start_apiserver(&args).await;
         Cluster {
             api: Api {
                 addr: handle.addr().to_string(),
             },
             handle: Some(handle),
             backend,
+            args,
         }
+    }
+
+    /// The running apiserver.
+    pub fn handle(&self) -> &cairn::apiserver::Handle {
+        self.handle.as_ref().expect("the apiserver is running")
+    }
+
+    /// Stops the apiserver (every watch stream ends) and starts a new one on the same port,
+    /// with an empty watch cache; `meanwhile` runs while it is down.
+    pub async fn restart_apiserver<F: std::future::Future<Output = ()>>(&mut self, meanwhile: F) {
+        if let Some(h) = self.handle.take() {
+            h.shutdown().await;
+        }
+        meanwhile.await;
+        self.handle = Some(start_apiserver(&self.args).await);
     }
 
     pub async fn stop(mut self) {
@@ -286,6 +384,11 @@ impl Cluster {
             h.shutdown().await;
         }
     }
+}
+
+async fn start_apiserver(args: &[String]) -> cairn::apiserver::Handle {
+    let cfg = cairn::apiserver::Config::parse_args(args.iter().cloned()).expect("flags");
+    cairn::apiserver::start(cfg).await.expect("start apiserver")
 }
 
 /// A minimal HTTP/1.1 client for the API.
@@ -519,5 +622,66 @@ impl Kubectl {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn kubectl")
+    }
+}
+
+/// A TCP forwarder between a client and a store that a test can cut (every connection through
+/// it is dropped and new ones are refused) and restore: a network partition between the
+/// apiserver and its store while the store itself stays up.
+pub struct Proxy {
+    pub endpoint: String,
+    cut: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    pub async fn start(target: &str) -> Proxy {
+        let target = target.trim_start_matches("http://").to_string();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", free_port()))
+            .await
+            .expect("bind proxy");
+        let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+        let (cut, cut_rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    continue;
+                };
+                if *cut_rx.borrow() {
+                    continue;
+                }
+                let target = target.clone();
+                let mut cut_rx = cut_rx.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut_rx.wait_for(|cut| *cut) => {}
+                    }
+                });
+            }
+        });
+        Proxy {
+            endpoint,
+            cut,
+            task,
+        }
+    }
+
+    /// Drops every connection and refuses new ones until [`Proxy::restore`].
+    pub fn cut(&self) {
+        self.cut.send_replace(true);
+    }
+
+    pub fn restore(&self) {
+        self.cut.send_replace(false);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }

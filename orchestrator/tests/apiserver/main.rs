@@ -6,31 +6,42 @@
 mod crud;
 mod harness;
 mod kinds;
+mod kube_client;
 mod kubectl;
 mod lifecycle;
 mod openapi;
 mod protobuf;
 mod watch;
 
-/// Declares one test per backend running `$scenario(&Cluster)`.
+/// Declares one test per backend running `$scenario(&Cluster)` (or `&mut Cluster`), optionally
+/// with extra apiserver flags.
 #[macro_export]
 macro_rules! on_both_backends {
     ($scenario:path, $on_cairn:ident, $on_etcd:ident) => {
+        $crate::on_both_backends!($scenario, $on_cairn, $on_etcd, []);
+    };
+    // With extra apiserver flags. Scenarios take `&Cluster`, or `&mut Cluster` to restart parts.
+    ($scenario:path, $on_cairn:ident, $on_etcd:ident, [$($flag:expr),*]) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        #[allow(clippy::unnecessary_mut_passed)]
         async fn $on_cairn() {
-            let cluster =
-                $crate::harness::Cluster::start($crate::harness::Backend::cairn().await).await;
-            $scenario(&cluster).await;
+            let mut cluster = $crate::harness::Cluster::start_with(
+                $crate::harness::Backend::cairn().await,
+                &[$($flag),*],
+            )
+            .await;
+            $scenario(&mut cluster).await;
             cluster.stop().await;
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        #[allow(clippy::unnecessary_mut_passed)]
         async fn $on_etcd() {
             let Some(backend) = $crate::harness::Backend::etcd().await else {
                 return;
             };
-            let cluster = $crate::harness::Cluster::start(backend).await;
-            $scenario(&cluster).await;
+            let mut cluster = $crate::harness::Cluster::start_with(backend, &[$($flag),*]).await;
+            $scenario(&mut cluster).await;
             cluster.stop().await;
         }
     };
