@@ -74,10 +74,15 @@ impl Handle {
     }
 
     /// etcd watches the apiserver holds open right now (its watch cache's, one per resource
-    /// type watched) and the HTTP watchers they feed.
+    /// type) and the HTTP watchers they feed.
     pub fn watch_counts(&self) -> (i64, i64) {
         let cache = self.api.watch_cache();
         (cache.etcd_watches(), cache.watchers())
+    }
+
+    /// Resource types with a watch cache (every served one: they start with the server).
+    pub fn watch_caches(&self) -> i64 {
+        self.api.watch_cache().caches()
     }
 
     /// Stops accepting, closes every open connection (including watches) and stops the
@@ -112,6 +117,16 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
         endpoints: config.etcd_servers.clone(),
         source,
     })?;
+    // Every resource's watch cache starts with the server, as kube-apiserver's do: a watch
+    // from the resourceVersion of any list answered after startup then finds it in the cache's
+    // window, instead of predating a cache that its own first watch started.
+    let mut started = std::collections::HashSet::new();
+    for def in super::resources::RESOURCES {
+        let prefix = api.collection_prefix(def, None);
+        if started.insert(prefix.clone()) {
+            api.watch_cache().resource(&prefix);
+        }
+    }
     let addr = SocketAddr::new(config.insecure_bind_address, config.insecure_port);
     let listener = TcpListener::bind(addr)
         .await

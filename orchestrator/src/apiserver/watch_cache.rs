@@ -1,7 +1,7 @@
 //! The watch cache: one etcd watch per resource type feeding every HTTP watcher of that type, as
 //! kube-apiserver's cacher does, so N watchers cost the store one watch.
 //!
-//! Each [`ResourceCache`] is started on first use and lives as long as the apiserver. Its
+//! Each [`ResourceCache`] is started with the apiserver and lives as long as it. Its
 //! reflector task lists the resource's key prefix, then watches it (with `prev_kv`) from the
 //! list's revision, keeping:
 //! - the current objects (for the initial ADDED events of a watch from rv unset/"0");
@@ -200,7 +200,7 @@ impl WatchCache {
         &self.config
     }
 
-    /// The cache of the resource stored under `prefix`, started on first use.
+    /// The cache of the resource stored under `prefix`, started if it is not yet.
     pub fn resource(&self, prefix: &[u8]) -> Arc<ResourceCache> {
         let mut caches = self.caches.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(c) = caches.get(prefix) {
@@ -225,6 +225,11 @@ impl WatchCache {
             self.etcd_watches.clone(),
         ));
         cache
+    }
+
+    /// Caches started (one per resource type).
+    pub fn caches(&self) -> i64 {
+        self.caches.lock().unwrap_or_else(|e| e.into_inner()).len() as i64
     }
 
     /// etcd watches currently open by the caches.

@@ -380,8 +380,11 @@ async fn one_store_watch_per_resource(c: &Cluster) {
     // 2N client and 2N server sockets in this one process stay well under a 1024 fd limit.
     const N: usize = 150;
     let api = &c.api;
-    // The store counts the capability probe's watch until it notices the probe left.
-    settle_store_watchers(c, 0).await;
+    // Every resource type's cache watches the store from startup; the store counts the
+    // capability probe's watch until it notices the probe left.
+    let caches = c.handle().watch_caches();
+    assert!(caches > 2, "every resource's cache starts with the server");
+    settle_store_watchers(c, caches).await;
     eprintln!("-- {N} watchers of configmaps and {N} of pods (two namespaces and all of them)");
     let mut watches = Vec::new();
     for i in 0..N {
@@ -396,14 +399,14 @@ async fn one_store_watch_per_resource(c: &Cluster) {
     for _ in 0..N {
         pods.push(api.watch("/api/v1/pods?watch=1").await);
     }
-    settle_store_watchers(c, 2).await;
+    settle_store_watchers(c, caches).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         c.backend.watchers().await,
-        2,
+        caches,
         "one store watch per resource type, not per HTTP watcher"
     );
-    assert_eq!(c.handle().watch_counts(), (2, 2 * N as i64));
+    assert_eq!(c.handle().watch_counts(), (caches, 2 * N as i64));
 
     eprintln!("-- every watcher of the namespace (and of all namespaces) sees the event");
     api.post(CMS, &cm("fan")).await;
@@ -425,7 +428,11 @@ async fn one_store_watch_per_resource(c: &Cluster) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(c.backend.watchers().await, 2, "the cache's watches stay");
+    assert_eq!(
+        c.backend.watchers().await,
+        caches,
+        "the cache's watches stay"
+    );
 }
 
 /// Waits (up to 10 s) for the store's watcher gauge to read `n`.
