@@ -7,7 +7,8 @@
 //! - [`openapi`]: /openapi/v2 (protobuf and JSON).
 //! - [`resources`]: the table of served kinds.
 //! - [`rest`]: get, list, create, update, patch, delete.
-//! - [`deletion`]: what DELETE does: namespace termination, finalizers, graceful deletion.
+//! - [`deletion`]: what DELETE does: namespace termination, finalizers, graceful deletion,
+//!   propagation to dependents.
 //! - [`watch`]: watch streams from an etcd watch.
 //! - [`object`]: server-owned metadata of stored objects; the order of defaulting and validation.
 //! - [`defaults`]: Kubernetes' per-kind defaults.
@@ -20,7 +21,8 @@
 //! - [`storage`]: the etcd client (Txn compare-and-swap writes, ranges, watches).
 //! - [`service_ip`]: Service cluster IPs from `--service-cluster-ip-range`.
 //! - [`status`]: API errors and their Status bodies.
-//! - [`loopback`]: the in-process client the namespace controller uses.
+//! - [`loopback`]: the in-process client the namespace controller and the garbage collector
+//!   use.
 //! - [`http`], [`query`], [`names`], [`clock`]: bodies and negotiation, query strings, name
 //!   rules and uids, timestamps.
 
@@ -67,6 +69,10 @@ pub struct ApiServer {
     /// Names namespaces for the namespace controller to look at: one was marked for deletion,
     /// or something in one went away. Bounded; when full the controller's relist catches up.
     namespace_wake: mpsc::Sender<String>,
+    /// Tells the garbage collector that ownership changed: an object went away, was marked
+    /// with a garbage-collection finalizer, or was written with owner references. One slot:
+    /// a wake-up already queued covers every later one, since a pass looks at everything.
+    gc_wake: mpsc::Sender<()>,
 }
 
 impl ApiServer {
@@ -75,18 +81,25 @@ impl ApiServer {
         prefix: String,
         service_cidr: ServiceCidr,
         namespace_wake: mpsc::Sender<String>,
+        gc_wake: mpsc::Sender<()>,
     ) -> ApiServer {
         ApiServer {
             store,
             prefix,
             service_cidr,
             namespace_wake,
+            gc_wake,
         }
     }
 
     /// Asks the namespace controller to look at `namespace` soon.
     fn wake_namespace(&self, namespace: &str) {
         let _ = self.namespace_wake.try_send(namespace.to_string());
+    }
+
+    /// Asks the garbage collector for a pass soon (a full slot means one is already due).
+    fn wake_garbage_collector(&self) {
+        let _ = self.gc_wake.try_send(());
     }
 
     /// `<prefix>/<plural>/<namespace>/<name>`, or `<prefix>/<plural>/<name>` when cluster-scoped.

@@ -490,6 +490,9 @@ async fn create(
         match api.store.write(write).await {
             Ok(rev) => {
                 object::set_resource_version(&mut candidate, rev);
+                if deletion::concerns_garbage_collector(&candidate) {
+                    api.wake_garbage_collector();
+                }
                 return Ok(h::json(201, &candidate));
             }
             // The namespace changed (or went) since it was read: look again.
@@ -604,6 +607,11 @@ pub async fn guaranteed_update(
         };
         match api.store.write(write).await {
             Ok(rev) => {
+                if deletion::concerns_garbage_collector(&current)
+                    || deletion::concerns_garbage_collector(&desired)
+                {
+                    api.wake_garbage_collector();
+                }
                 object::set_resource_version(&mut desired, rev);
                 return Ok(desired);
             }

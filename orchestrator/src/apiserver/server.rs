@@ -1,7 +1,7 @@
 //! Accept loop, per-connection HTTP (1.1 and cleartext HTTP/2), and request dispatch to
 //! discovery, OpenAPI and the REST layer. `start` bootstraps (connects to etcd, creates the
 //! system namespaces) before it reports ready, so a returned [`Handle`] is serving; it also
-//! starts the namespace controller in-process, on a loopback client.
+//! starts the namespace controller and the garbage collector in-process, on a loopback client.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,7 +22,7 @@ use super::query::Query;
 use super::route::{self, Route};
 use super::storage::{StorageError, Store};
 use super::{discovery, object, openapi, rest, ApiServer, Config};
-use crate::controllers::namespace;
+use crate::controllers::{garbage_collector, namespace};
 
 /// Why the apiserver could not start.
 #[derive(Debug, thiserror::Error)]
@@ -56,7 +56,8 @@ pub struct Handle {
     addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
-    /// The in-process controllers (the namespace controller) and how to stop them.
+    /// The in-process controllers (namespace controller, garbage collector) and how to stop
+    /// them.
     stop_controllers: watch::Sender<bool>,
     controllers: tokio::task::JoinHandle<()>,
 }
@@ -93,11 +94,14 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
     })?;
     let cidr = config.service_cidr().map_err(StartError::Config)?;
     let (wake, woken) = mpsc::channel(NAMESPACE_WAKE_QUEUE);
+    // One slot: a garbage-collector pass looks at everything, so one queued wake-up is enough.
+    let (gc_wake, gc_woken) = mpsc::channel(1);
     let api = Arc::new(ApiServer::new(
         store,
         config.etcd_prefix.clone(),
         cidr,
         wake,
+        gc_wake,
     ));
     bootstrap(&api).await.map_err(|source| StartError::Etcd {
         endpoints: config.etcd_servers.clone(),
@@ -112,11 +116,14 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
         .map_err(|source| StartError::Bind { addr, source })?;
     let (stop, stopped) = oneshot::channel();
     let (stop_controllers, controllers_stopped) = watch::channel(false);
-    let controllers = tokio::spawn(namespace::run(
-        Loopback(api.clone()),
-        woken,
-        controllers_stopped,
-    ));
+    let controllers = tokio::spawn({
+        let namespaces = namespace::run(Loopback(api.clone()), woken, controllers_stopped.clone());
+        let collector =
+            garbage_collector::run(Loopback(api.clone()), gc_woken, controllers_stopped);
+        async move {
+            tokio::join!(namespaces, collector);
+        }
+    });
     let task = tokio::spawn(serve(listener, api, stopped));
     Ok(Handle {
         addr,

@@ -4,5 +4,19 @@
 //! controller-manager over HTTP.
 //!
 //! - [`namespace`]: empties a terminating namespace, then removes its `kubernetes` finalizer.
+//! - [`garbage_collector`]: deletes dependents whose owners are gone, orphans or deletes the
+//!   dependents of owners deleted with the `orphan` / `foregroundDeletion` finalizers.
 
+pub mod garbage_collector;
 pub mod namespace;
+
+/// Why an API call of a controller failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClientError {
+    #[error("the object was modified")]
+    Conflict,
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    Other(String),
+}

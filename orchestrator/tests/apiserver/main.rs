@@ -4,6 +4,7 @@
 //! when missing, unless CAIRN_REQUIRE_KUBECTL=1).
 
 mod crud;
+mod gc;
 mod harness;
 mod kinds;
 mod kubectl;
