@@ -155,11 +155,22 @@ impl GarbageCollectorApi for Loopback {
         out
     }
 
-    async fn list_all(&self, r: &gc::Resource) -> Result<Vec<Value>, ClientError> {
+    async fn list_all(
+        &self,
+        r: &gc::Resource,
+        revision: i64,
+    ) -> Result<(Vec<Value>, i64), ClientError> {
         let t = target(gc_def(r)?, None);
-        rest::list_objects(&self.0, &t, &Query::default(), &Selectors::default())
+        let q = if revision > 0 {
+            Query::parse(Some(&format!(
+                "resourceVersion={revision}&resourceVersionMatch=Exact"
+            )))
+        } else {
+            Query::default()
+        };
+        rest::list_objects(&self.0, &t, &q, &Selectors::default())
             .await
-            .map(|l| l.items)
+            .map(|l| (l.items, l.revision))
             .map_err(client_err)
     }
 

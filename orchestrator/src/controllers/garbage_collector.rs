@@ -11,10 +11,9 @@
 //! owner waits for it and it has dependents of its own, else with the policy its own finalizers
 //! name (Background by default), always with its uid as a precondition.
 //!
-//! Level-triggered: a pass lists every served resource, builds the ownership graph, and acts on
-//! what the graph says might need work, confirming each owner with a fresh read before deleting
-//! anything (a list is a set of snapshots taken one resource after another, so an owner missing
-//! from it may just be newer). [`run`] makes a pass when the apiserver says ownership changed
+//! Level-triggered: a pass lists every served resource at one etcd revision, builds the
+//! ownership graph from that snapshot, and acts on what the graph says might need work,
+//! confirming each item and each of its owners with a fresh read before writing anything. [`run`] makes a pass when the apiserver says ownership changed
 //! (a bounded wake channel: an object went away, was marked with one of these finalizers, or
 //! was written with owner references), soon after a pass that changed something, and every
 //! [`RELIST`] otherwise, which catches writes made through another apiserver.
@@ -64,11 +63,13 @@ pub enum Policy {
 pub trait GarbageCollectorApi: Send + Sync {
     /// Every resource whose objects may be owners or dependents.
     fn resources(&self) -> Vec<Resource>;
-    /// LIST of `resource` across all namespaces.
+    /// LIST of `resource` across all namespaces at `revision` (a resourceVersion with
+    /// `resourceVersionMatch=Exact`; 0: the latest), and the revision it was read at.
     fn list_all(
         &self,
         resource: &Resource,
-    ) -> impl Future<Output = Result<Vec<Value>, ClientError>> + Send;
+        revision: i64,
+    ) -> impl Future<Output = Result<(Vec<Value>, i64), ClientError>> + Send;
     /// GET of one object; None when it does not exist.
     fn get_object(
         &self,
@@ -471,8 +472,13 @@ pub struct PassReport {
 pub async fn pass<A: GarbageCollectorApi>(api: &A) -> Result<PassReport, ClientError> {
     let resources = api.resources();
     let mut nodes = Vec::new();
+    // Every list reads the first one's revision, so the graph is one snapshot: a dependent
+    // created before its owner was marked is in it whenever the mark is.
+    let mut revision = 0;
     for r in &resources {
-        for obj in api.list_all(r).await? {
+        let (items, at) = api.list_all(r, revision).await?;
+        revision = at;
+        for obj in items {
             nodes.extend(Node::new(r, &obj));
         }
     }
@@ -623,13 +629,14 @@ mod tests {
         fn resources(&self) -> Vec<Resource> {
             vec![DEPLOY, RS, PODS]
         }
-        async fn list_all(&self, r: &Resource) -> Result<Vec<Value>, ClientError> {
+        async fn list_all(&self, r: &Resource, _: i64) -> Result<(Vec<Value>, i64), ClientError> {
             let objects = self.objects.lock().unwrap();
-            Ok(objects
+            let items = objects
                 .iter()
                 .filter(|((p, _), _)| *p == r.plural)
                 .map(|(_, o)| o.clone())
-                .collect())
+                .collect();
+            Ok((items, 1))
         }
         async fn get_object(
             &self,
