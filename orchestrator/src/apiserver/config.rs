@@ -5,6 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
 use super::service_ip::ServiceCidr;
+use super::service_node_port::NodePortRange;
 
 /// `cairn apiserver` flags.
 #[derive(clap::Args, Debug, Clone)]
@@ -38,6 +39,9 @@ pub struct Config {
     /// `kubernetes` Service).
     #[arg(long = "service-cluster-ip-range", default_value = "10.0.0.0/24")]
     pub service_cluster_ip_range: String,
+    /// Ports NodePort and LoadBalancer Services get their node ports from (`a-b`, `a+n`).
+    #[arg(long = "service-node-port-range", default_value = "30000-32767")]
+    pub service_node_port_range: String,
 }
 
 impl Config {
@@ -68,7 +72,14 @@ impl Config {
             return Err("--etcd-prefix must start with '/' and not end with '/'".into());
         }
         self.service_cidr()?;
+        self.node_port_range()?;
         Ok(())
+    }
+
+    /// The parsed `--service-node-port-range`.
+    pub fn node_port_range(&self) -> Result<NodePortRange, String> {
+        NodePortRange::parse(&self.service_node_port_range)
+            .map_err(|e| format!("--service-node-port-range: {e}"))
     }
 
     /// The parsed `--service-cluster-ip-range`.

@@ -13,7 +13,7 @@
 //! - an object with `metadata.finalizers` is only marked (deletionTimestamp, grace period 0)
 //!   and goes when an update removes its last finalizer (see [`completes_deletion`]);
 //! - anything else is deleted at once, in one Txn with what goes with it (a Service's cluster
-//!   IP).
+//!   IP and node ports).
 //!
 //! Dependents (objects whose `metadata.ownerReferences` name the deleted one) follow the
 //! propagation policy, as kube-apiserver's `deletionFinalizersForGarbageCollection` sets it up:
@@ -39,10 +39,10 @@ use super::resources::ResourceDef;
 use super::rest::{self, storage_err, WRITE_RETRIES};
 use super::route::Target;
 use super::selector::Selectors;
-use super::service_ip;
 use super::status::{self, ApiError};
 use super::storage::{Expect, SideOp, StorageError, Write, WriteOp};
 use super::ApiServer;
+use super::{service_ip, service_node_port};
 
 /// Namespaces NamespaceLifecycle never lets go.
 const IMMORTAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
@@ -451,10 +451,12 @@ pub fn completes_deletion(def: &ResourceDef, old: &Value, new: &Value) -> bool {
         .is_none_or(|g| g == 0)
 }
 
-/// The writes that go with removing `obj` from storage (a Service's cluster IP).
+/// The writes that go with removing `obj` from storage (a Service's cluster IP and node ports).
 pub fn side_writes(api: &ApiServer, def: &ResourceDef, obj: &Value) -> Vec<SideOp> {
     if (def.group, def.kind) == ("", "Service") {
-        service_ip::on_delete(&api.prefix, obj)
+        let mut side = service_ip::on_delete(&api.prefix, obj);
+        side.extend(service_node_port::on_delete(&api.prefix, obj));
+        side
     } else {
         Vec::new()
     }

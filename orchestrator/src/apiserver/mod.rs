@@ -20,6 +20,7 @@
 //! - [`table`]: server-side printing (meta.k8s.io/v1 Table).
 //! - [`storage`]: the etcd client (Txn compare-and-swap writes, ranges, watches).
 //! - [`service_ip`]: Service cluster IPs from `--service-cluster-ip-range`.
+//! - [`service_node_port`]: Service node ports from `--service-node-port-range`.
 //! - [`status`]: API errors and their Status bodies.
 //! - [`loopback`]: the in-process client the namespace controller and the garbage collector
 //!   use.
@@ -46,6 +47,7 @@ pub mod scale;
 pub mod selector;
 pub mod server;
 pub mod service_ip;
+pub mod service_node_port;
 pub mod status;
 pub mod storage;
 pub mod table;
@@ -59,6 +61,7 @@ use tokio::sync::mpsc;
 
 use resources::ResourceDef;
 use service_ip::ServiceCidr;
+use service_node_port::NodePortRange;
 use storage::Store;
 
 /// Shared state of a running apiserver.
@@ -66,6 +69,7 @@ pub struct ApiServer {
     store: Store,
     prefix: String,
     service_cidr: ServiceCidr,
+    node_port_range: NodePortRange,
     /// Names namespaces for the namespace controller to look at: one was marked for deletion,
     /// or something in one went away. Bounded; when full the controller's relist catches up.
     namespace_wake: mpsc::Sender<String>,
@@ -80,6 +84,7 @@ impl ApiServer {
         store: Store,
         prefix: String,
         service_cidr: ServiceCidr,
+        node_port_range: NodePortRange,
         namespace_wake: mpsc::Sender<String>,
         gc_wake: mpsc::Sender<()>,
     ) -> ApiServer {
@@ -87,6 +92,7 @@ impl ApiServer {
             store,
             prefix,
             service_cidr,
+            node_port_range,
             namespace_wake,
             gc_wake,
         }

@@ -25,7 +25,7 @@ use super::selector::{FieldSelector, LabelSelector, Selectors};
 use super::status::{ApiError, Cause};
 use super::storage::{prefix_end, Expect, Guard, StorageError, Write, WriteOp};
 use super::table;
-use super::{clock, names, scale, service_ip, watch, ApiServer};
+use super::{clock, names, scale, service_ip, service_node_port, watch, ApiServer};
 
 /// Attempts at a write whose read went stale before giving up with a Conflict.
 pub const WRITE_RETRIES: usize = 8;
@@ -376,22 +376,30 @@ async fn list(
     Ok(h::json(200, &body))
 }
 
-/// The cluster IP plan of a Service write (create when `old` is None), reading which addresses
-/// are taken first.
+/// The cluster IP and node port plan of a Service write (create when `old` is None), reading
+/// which addresses and ports are taken first.
 async fn service_plan(
     api: &ApiServer,
     name: &str,
     svc: &mut Value,
     old: Option<&Value>,
 ) -> Result<service_ip::Plan, ApiError> {
-    let prefix = service_ip::reservations_prefix(&api.prefix);
-    let used: HashSet<Ipv4Addr> = api
-        .store
-        .keys(&prefix, &prefix_end(&prefix))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
+    let taken = |prefix: Vec<u8>| async move {
+        let keys = api
+            .store
+            .keys(&prefix, &prefix_end(&prefix))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        Ok::<Vec<String>, ApiError>(
+            keys.iter()
+                .filter_map(|k| Some(std::str::from_utf8(&k[prefix.len()..]).ok()?.to_string()))
+                .collect(),
+        )
+    };
+    let used: HashSet<Ipv4Addr> = taken(service_ip::reservations_prefix(&api.prefix))
+        .await?
         .iter()
-        .filter_map(|k| std::str::from_utf8(&k[prefix.len()..]).ok()?.parse().ok())
+        .filter_map(|k| k.parse().ok())
         .collect();
     let (uid, now) = (names::new_uid(), clock::now_rfc3339());
     let alloc = service_ip::Allocator {
@@ -402,10 +410,23 @@ async fn service_plan(
         uid: &uid,
         now: &now,
     };
-    match old {
-        None => alloc.on_create(name, svc),
-        Some(old) => alloc.on_update(name, old, svc),
-    }
+    let mut plan = match old {
+        None => alloc.on_create(name, svc)?,
+        Some(old) => alloc.on_update(name, old, svc)?,
+    };
+    let used_ports: HashSet<u16> = taken(service_node_port::reservations_prefix(&api.prefix))
+        .await?
+        .iter()
+        .filter_map(|k| k.parse().ok())
+        .collect();
+    let ports = service_node_port::Allocator {
+        range: &api.node_port_range,
+        prefix: &api.prefix,
+        used: &used_ports,
+        random: names::random_u64(),
+    };
+    service_node_port::merge(&mut plan, ports.plan(name, old, svc)?);
+    Ok(plan)
 }
 
 fn is_service(def: &ResourceDef) -> bool {
@@ -504,16 +525,12 @@ async fn create(
                 };
                 return Err(already_exists(t.def, &name, &existing));
             }
-            // Another Service took the address this one picked: pick again.
-            Err(StorageError::GuardFailed(_)) if plan.picked.is_some() => continue,
-            Err(StorageError::GuardFailed(_)) => {
-                let ip = candidate
-                    .pointer("/spec/clusterIP")
-                    .and_then(Value::as_str)
-                    .and_then(|ip| ip.parse().ok())
-                    .unwrap_or(Ipv4Addr::UNSPECIFIED);
-                return Err(service_ip::already_allocated(&name, ip));
-            }
+            // Another Service took an address or port: one asked for is an error, one picked
+            // here is picked again.
+            Err(StorageError::GuardFailed(i)) => match plan.conflicts.get(i - parent_guards) {
+                Some(Some(conflict)) => return Err(conflict.clone()),
+                _ => continue,
+            },
             Err(e) => return Err(storage_err(t.def, &name, e)),
         }
     }
@@ -597,7 +614,7 @@ pub async fn guaranteed_update(
             object::set_resource_version(&mut desired, mod_rev);
             return Ok(desired);
         }
-        let picked = plan.picked;
+        let conflicts = plan.conflicts;
         let write = Write {
             key: key.clone(),
             expect: Expect::ModRevision(mod_rev),
@@ -616,15 +633,10 @@ pub async fn guaranteed_update(
                 return Ok(desired);
             }
             Err(StorageError::Conflict) if precondition.is_none() => continue,
-            Err(StorageError::GuardFailed(_)) if picked.is_some() => continue,
-            Err(StorageError::GuardFailed(_)) => {
-                let ip = desired
-                    .pointer("/spec/clusterIP")
-                    .and_then(Value::as_str)
-                    .and_then(|ip| ip.parse().ok())
-                    .unwrap_or(Ipv4Addr::UNSPECIFIED);
-                return Err(service_ip::already_allocated(name, ip));
-            }
+            Err(StorageError::GuardFailed(i)) => match conflicts.get(i) {
+                Some(Some(conflict)) => return Err(conflict.clone()),
+                _ => continue,
+            },
             Err(e) => return Err(storage_err(t.def, name, e)),
         }
     }

@@ -93,6 +93,7 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
         source,
     })?;
     let cidr = config.service_cidr().map_err(StartError::Config)?;
+    let node_ports = config.node_port_range().map_err(StartError::Config)?;
     let (wake, woken) = mpsc::channel(NAMESPACE_WAKE_QUEUE);
     // One slot: a garbage-collector pass looks at everything, so one queued wake-up is enough.
     let (gc_wake, gc_woken) = mpsc::channel(1);
@@ -100,6 +101,7 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
         store,
         config.etcd_prefix.clone(),
         cidr,
+        node_ports,
         wake,
         gc_wake,
     ));

@@ -198,13 +198,17 @@ fn clear_ip_fields(svc: &mut Value) {
     }
 }
 
-/// What a write of a Service must do about its cluster IP.
+/// What a write of a Service must do about its cluster IP (and node ports, merged in by
+/// `service_node_port`).
 #[derive(Debug, Default)]
 pub struct Plan {
     pub guards: Vec<Guard>,
     pub side: Vec<SideOp>,
     /// The IP was picked here (not asked for): a lost race may retry with another.
     pub picked: Option<Ipv4Addr>,
+    /// One per guard: the error to answer when that guard fails because the value was asked
+    /// for and someone holds it; None when the value was picked here, so a lost race retries.
+    pub conflicts: Vec<Option<ApiError>>,
 }
 
 /// Everything an allocation needs to know.
@@ -230,6 +234,7 @@ impl Allocator<'_> {
             .unwrap_or("");
         let key = reservation_key(self.prefix, ip);
         let record = ip_address_object(ip, ns, name, self.uid, self.now);
+        let conflict = (!picked).then(|| already_allocated(name, ip));
         set_ip_fields(svc, &ip.to_string());
         Plan {
             guards: vec![Guard::Absent(key.clone())],
@@ -238,6 +243,7 @@ impl Allocator<'_> {
                 serde_json::to_vec(&record).unwrap_or_default(),
             )],
             picked: picked.then_some(ip),
+            conflicts: vec![conflict],
         }
     }
 

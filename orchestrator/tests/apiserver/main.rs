@@ -10,6 +10,7 @@ mod kinds;
 mod kubectl;
 mod lifecycle;
 mod protobuf;
+mod services;
 mod watch;
 
 /// Declares one test per backend running `$scenario(&Cluster)`.

@@ -44,10 +44,16 @@ fn stored(list_json: &str) -> BTreeMap<String, Value> {
             for server_set in ["uid", "creationTimestamp", "resourceVersion", "namespace"] {
                 meta.remove(server_set);
             }
-            // Each Service gets its own cluster IP; that it has one is checked separately.
+            // Each Service gets its own cluster IP and node ports; that it has them is checked
+            // separately.
             if let Some(spec) = item["spec"].as_object_mut() {
-                for allocated in ["clusterIP", "clusterIPs"] {
+                for allocated in ["clusterIP", "clusterIPs", "healthCheckNodePort"] {
                     spec.remove(allocated);
+                }
+                if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
+                    for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+                        p.remove("nodePort");
+                    }
                 }
             }
             let key = format!(
