@@ -39,6 +39,11 @@ pub struct Config {
     /// `kubernetes` Service).
     #[arg(long = "service-cluster-ip-range", default_value = "10.0.0.0/24")]
     pub service_cluster_ip_range: String,
+    /// The address the `default/kubernetes` Endpoints give for this apiserver. Default: the
+    /// bind address of the served port, or (when that is unspecified) the host's address on
+    /// its default route, else 127.0.0.1.
+    #[arg(long = "advertise-address")]
+    pub advertise_address: Option<IpAddr>,
     /// Ports NodePort and LoadBalancer Services get their node ports from (`a-b`, `a+n`).
     #[arg(long = "service-node-port-range", default_value = "30000-32767")]
     pub service_node_port_range: String,
@@ -74,6 +79,26 @@ impl Config {
         self.service_cidr()?;
         self.node_port_range()?;
         Ok(())
+    }
+
+    /// `--advertise-address`, or what kube-apiserver would pick without it.
+    pub fn advertise_address(&self) -> IpAddr {
+        if let Some(a) = self.advertise_address {
+            return a;
+        }
+        if !self.insecure_bind_address.is_unspecified() {
+            return self.insecure_bind_address;
+        }
+        // The source address of the default route: connecting a UDP socket sends nothing.
+        std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))
+            .and_then(|s| {
+                s.connect((Ipv4Addr::new(192, 0, 2, 1), 9))?;
+                s.local_addr()
+            })
+            .map(|a| a.ip())
+            .ok()
+            .filter(|ip| !ip.is_unspecified())
+            .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
     }
 
     /// The parsed `--service-node-port-range`.

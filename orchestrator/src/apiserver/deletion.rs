@@ -43,6 +43,7 @@ use super::status::{self, ApiError};
 use super::storage::{Expect, SideOp, StorageError, Write, WriteOp};
 use super::ApiServer;
 use super::{service_ip, service_node_port};
+use crate::controllers::kubernetes_service;
 
 /// Namespaces NamespaceLifecycle never lets go.
 const IMMORTAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
@@ -486,6 +487,12 @@ pub async fn remove(
     }
     // Its dependents may be garbage now, or an owner waiting for it may go.
     api.wake_garbage_collector();
+    let kubernetes_service = matches!((def.group, def.kind), ("", "Service" | "Endpoints"))
+        && meta_str(obj, "namespace") == Some(kubernetes_service::NAMESPACE)
+        && meta_str(obj, "name") == Some(kubernetes_service::NAME);
+    if kubernetes_service {
+        api.wake_kubernetes_service();
+    }
     Ok(rev)
 }
 

@@ -18,6 +18,7 @@ use super::selector::Selectors;
 use super::status::ApiError;
 use super::ApiServer;
 use crate::controllers::garbage_collector::{self as gc, GarbageCollectorApi, Policy};
+use crate::controllers::kubernetes_service::{self as kubernetes, KubernetesServiceApi};
 use crate::controllers::namespace::{NamespaceApi, Resource};
 use crate::controllers::ClientError;
 
@@ -29,6 +30,9 @@ fn client_err(e: ApiError) -> ClientError {
     match e {
         ApiError::Conflict { .. } => ClientError::Conflict,
         ApiError::NotFound { .. } => ClientError::NotFound,
+        ApiError::AlreadyExists { .. } | ApiError::AlreadyExistsDeleting { .. } => {
+            ClientError::AlreadyExists
+        }
         other => ClientError::Other(other.to_string()),
     }
 }
@@ -226,5 +230,46 @@ impl GarbageCollectorApi for Loopback {
             .await
             .map(|_| ())
             .map_err(client_err)
+    }
+}
+
+fn kubernetes_target(kind: kubernetes::Kind) -> Target {
+    let plural = match kind {
+        kubernetes::Kind::Service => "services",
+        kubernetes::Kind::Endpoints => "endpoints",
+    };
+    let def = resources::lookup("", "v1", plural).expect("services and endpoints are served");
+    target(def, Some(kubernetes::NAMESPACE))
+}
+
+impl KubernetesServiceApi for Loopback {
+    async fn get(&self, kind: kubernetes::Kind) -> Result<Option<Value>, ClientError> {
+        match rest::read(&self.0, &kubernetes_target(kind), kubernetes::NAME).await {
+            Ok((obj, _)) => Ok(Some(obj)),
+            Err(ApiError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(client_err(e)),
+        }
+    }
+
+    async fn create(&self, kind: kubernetes::Kind, obj: &Value) -> Result<(), ClientError> {
+        rest::create_object(&self.0, &kubernetes_target(kind), obj.clone(), false)
+            .await
+            .map(|_| ())
+            .map_err(client_err)
+    }
+
+    async fn update(&self, kind: kubernetes::Kind, obj: &Value) -> Result<(), ClientError> {
+        let t = kubernetes_target(kind);
+        rest::guaranteed_update(
+            &self.0,
+            &t,
+            kubernetes::NAME,
+            false,
+            UpdateMode::Object,
+            |_| Ok(obj.clone()),
+        )
+        .await
+        .map(|_| ())
+        .map_err(client_err)
     }
 }

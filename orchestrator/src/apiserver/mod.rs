@@ -77,6 +77,9 @@ pub struct ApiServer {
     /// with a garbage-collection finalizer, or was written with owner references. One slot:
     /// a wake-up already queued covers every later one, since a pass looks at everything.
     gc_wake: mpsc::Sender<()>,
+    /// Tells the kubernetes Service controller that `default/kubernetes` (the Service or its
+    /// Endpoints) was deleted. One slot.
+    kubernetes_service_wake: mpsc::Sender<()>,
 }
 
 impl ApiServer {
@@ -87,6 +90,7 @@ impl ApiServer {
         node_port_range: NodePortRange,
         namespace_wake: mpsc::Sender<String>,
         gc_wake: mpsc::Sender<()>,
+        kubernetes_service_wake: mpsc::Sender<()>,
     ) -> ApiServer {
         ApiServer {
             store,
@@ -95,12 +99,18 @@ impl ApiServer {
             node_port_range,
             namespace_wake,
             gc_wake,
+            kubernetes_service_wake,
         }
     }
 
     /// Asks the namespace controller to look at `namespace` soon.
     fn wake_namespace(&self, namespace: &str) {
         let _ = self.namespace_wake.try_send(namespace.to_string());
+    }
+
+    /// Asks the kubernetes Service controller to look again soon.
+    fn wake_kubernetes_service(&self) {
+        let _ = self.kubernetes_service_wake.try_send(());
     }
 
     /// Asks the garbage collector for a pass soon (a full slot means one is already due).

@@ -445,7 +445,19 @@ async fn create(
     body: &[u8],
 ) -> Result<Response<Body>, ApiError> {
     let dry_run = q.dry_run()?;
-    let mut obj = h::parse_body(encoding, body, &t.def.api_version(), t.def.kind)?;
+    let obj = h::parse_body(encoding, body, &t.def.api_version(), t.def.kind)?;
+    let created = create_object(api, t, obj, dry_run).await?;
+    Ok(h::json(201, &created))
+}
+
+/// POST of `obj` (as decoded from a request body) into the collection `t`: returns the object
+/// as stored (or as it would be, on a dry run).
+pub async fn create_object(
+    api: &ApiServer,
+    t: &Target,
+    mut obj: Value,
+    dry_run: bool,
+) -> Result<Value, ApiError> {
     let name = object::prepare_create(t.def, t.namespace.as_deref(), &mut obj)?;
     let key = api.object_key(t.def, t.namespace.as_deref(), &name);
     let namespace_missing =
@@ -498,7 +510,7 @@ async fn create(
             {
                 return Err(already_exists(t.def, &name, &object::decode(&kv)?));
             }
-            return Ok(h::json(201, &candidate));
+            return Ok(candidate);
         }
         guards.extend(plan.guards);
         let write = Write {
@@ -514,7 +526,7 @@ async fn create(
                 if deletion::concerns_garbage_collector(&candidate) {
                     api.wake_garbage_collector();
                 }
-                return Ok(h::json(201, &candidate));
+                return Ok(candidate);
             }
             // The namespace changed (or went) since it was read: look again.
             Err(StorageError::GuardFailed(i)) if i < parent_guards => continue,

@@ -7,7 +7,8 @@
 //! Dynamic allocation picks a random free address from the upper band of the range and falls
 //! back to the lower band, which is kept for clients that ask for a specific IP (Kubernetes'
 //! band offset: min(max(16, size/16), 256)). The network address, the broadcast address and the
-//! first address (the `kubernetes` Service's in every cluster) are never handed out.
+//! first address (the `default/kubernetes` Service's in every cluster) are never handed out,
+//! and only that Service may ask for the first address.
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
@@ -256,7 +257,10 @@ impl Allocator<'_> {
             return Ok(Plan::default());
         }
         if let Some(ip) = requested(self.cidr, name, svc)? {
-            if self.used.contains(&ip) || ip == self.cidr.first() {
+            let kubernetes = svc.pointer("/metadata/namespace").and_then(Value::as_str)
+                == Some("default")
+                && name == "kubernetes";
+            if self.used.contains(&ip) || (ip == self.cidr.first() && !kubernetes) {
                 return Err(already_allocated(name, ip));
             }
             return Ok(self.take(svc, ip, false));

@@ -6,8 +6,10 @@
 //! - [`namespace`]: empties a terminating namespace, then removes its `kubernetes` finalizer.
 //! - [`garbage_collector`]: deletes dependents whose owners are gone, orphans or deletes the
 //!   dependents of owners deleted with the `orphan` / `foregroundDeletion` finalizers.
+//! - [`kubernetes_service`]: keeps the `default/kubernetes` Service and Endpoints.
 
 pub mod garbage_collector;
+pub mod kubernetes_service;
 pub mod namespace;
 
 /// Why an API call of a controller failed.
@@ -17,6 +19,8 @@ pub enum ClientError {
     Conflict,
     #[error("not found")]
     NotFound,
+    #[error("already exists")]
+    AlreadyExists,
     #[error("{0}")]
     Other(String),
 }

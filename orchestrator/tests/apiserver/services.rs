@@ -1,5 +1,6 @@
 //! Services beyond their cluster IPs: node ports allocated from `--service-node-port-range`
-//! (raw HTTP and `kubectl create service nodeport` / `kubectl expose --type=NodePort`).
+//! (raw HTTP and `kubectl create service nodeport` / `kubectl expose --type=NodePort`), and the
+//! `default/kubernetes` Service with its Endpoints.
 
 use std::collections::HashSet;
 
@@ -231,4 +232,86 @@ on_both_backends!(
     kubectl_node_ports,
     kubectl_node_ports_on_cairn_store,
     kubectl_node_ports_on_etcd
+);
+
+async fn kubernetes_service(c: &Cluster) {
+    let api = &c.api;
+    let port = c
+        .api
+        .addr
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse::<u64>()
+        .unwrap();
+    eprintln!(
+        "-- default/kubernetes is there from the start: first address, https 443 -> our port"
+    );
+    let svc = api.get(&format!("{SVCS}/kubernetes")).await;
+    assert_eq!(svc.code, 200, "{}", svc.body);
+    assert_eq!(svc.body["spec"]["clusterIP"], "10.0.0.1");
+    assert_eq!(svc.body["spec"]["type"], "ClusterIP");
+    assert_eq!(
+        svc.body["spec"]["ports"],
+        json!([{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}])
+    );
+    assert_eq!(
+        svc.body["metadata"]["labels"],
+        json!({"component": "apiserver", "provider": "kubernetes"})
+    );
+    assert!(svc.body["spec"].get("selector").is_none());
+    let ep = api
+        .get("/api/v1/namespaces/default/endpoints/kubernetes")
+        .await;
+    assert_eq!(ep.code, 200, "{}", ep.body);
+    assert_eq!(
+        ep.body["subsets"],
+        json!([{"addresses": [{"ip": "127.0.0.1"}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}])
+    );
+
+    eprintln!("-- deleted, both come back at once");
+    let uid = svc.body["metadata"]["uid"].clone();
+    assert_eq!(api.delete(&format!("{SVCS}/kubernetes")).await.code, 200);
+    assert_eq!(
+        api.delete("/api/v1/namespaces/default/endpoints/kubernetes")
+            .await
+            .code,
+        200
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let svc = api.get(&format!("{SVCS}/kubernetes")).await;
+        let ep = api
+            .get("/api/v1/namespaces/default/endpoints/kubernetes")
+            .await;
+        if svc.code == 200 && ep.code == 200 {
+            assert_ne!(svc.body["metadata"]["uid"], uid, "a new Service");
+            assert_eq!(svc.body["spec"]["clusterIP"], "10.0.0.1");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not recreated");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    eprintln!("-- nobody else gets the first address");
+    let mut other = node_port_service("other", None);
+    other["spec"]["type"] = json!("ClusterIP");
+    other["spec"]["clusterIP"] = json!("10.0.0.1");
+    other["spec"]["ports"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("nodePort");
+    assert_eq!(api.post(SVCS, &other).await.code, 422);
+
+    if have("kubectl", "CAIRN_REQUIRE_KUBECTL") {
+        let k = Kubectl::new(&api.url());
+        let out = k.ok(&["get", "svc", "kubernetes"]).await;
+        assert!(out.contains("10.0.0.1") && out.contains("443/TCP"), "{out}");
+        let out = k.ok(&["get", "endpoints", "kubernetes"]).await;
+        assert!(out.contains(&format!("127.0.0.1:{port}")), "{out}");
+    }
+}
+on_both_backends!(
+    kubernetes_service,
+    kubernetes_service_on_cairn_store,
+    kubernetes_service_on_etcd
 );
