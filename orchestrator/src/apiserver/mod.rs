@@ -6,6 +6,7 @@
 //! - [`discovery`]: /version, /api, /apis, group and resource lists.
 //! - [`openapi`]: /openapi/v2 (protobuf and JSON).
 //! - [`resources`]: the table of served kinds.
+//! - [`conversion`]: versions served by conversion from their storage version (HPA v1 <-> v2).
 //! - [`rest`]: get, list, create, update, patch, delete.
 //! - [`deletion`]: what DELETE does: namespace termination, finalizers, graceful deletion,
 //!   propagation to dependents.
@@ -29,6 +30,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod conversion;
 pub mod defaults;
 pub mod deletion;
 pub mod discovery;

@@ -25,7 +25,7 @@ use super::selector::{FieldSelector, LabelSelector, Selectors};
 use super::status::{ApiError, Cause};
 use super::storage::{prefix_end, Expect, Guard, StorageError, Write, WriteOp};
 use super::table;
-use super::{clock, names, scale, service_ip, service_node_port, watch, ApiServer};
+use super::{clock, conversion, names, scale, service_ip, service_node_port, watch, ApiServer};
 
 /// Attempts at a write whose read went stale before giving up with a Conflict.
 pub const WRITE_RETRIES: usize = 8;
@@ -39,6 +39,16 @@ pub async fn handle(
     body: Incoming,
 ) -> Result<Response<Body>, ApiError> {
     let render = h::negotiate(headers);
+    // Requests to a version served by conversion work on the storage version's objects;
+    // `view` is the version the client speaks, for bodies in and objects out.
+    let view = t.def;
+    if t.name.is_none() && *method == Method::GET && q.flag("watch") {
+        return watch::serve(api, &t, q, render).await;
+    }
+    let t = Target {
+        def: conversion::storage_def(t.def),
+        ..t
+    };
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -50,12 +60,11 @@ pub async fn handle(
     };
     match (&t.name, t.subresource.as_deref()) {
         (None, _) => match *method {
-            Method::GET if q.flag("watch") => watch::serve(api, &t, q, render).await,
-            Method::GET => list(api, &t, q, render).await,
+            Method::GET => list(api, &t, view, q, render).await,
             Method::POST if t.def.namespaced && t.namespace.is_none() => {
                 Err(ApiError::MethodNotAllowed)
             }
-            Method::POST => create(api, &t, q, encoding, &h::read_body(body).await?).await,
+            Method::POST => create(api, &t, view, q, encoding, &h::read_body(body).await?).await,
             // deletecollection is served per namespace for namespaced kinds, as in Kubernetes.
             Method::DELETE
                 if t.def.deletes_collections() && (t.namespace.is_some() || !t.def.namespaced) =>
@@ -65,11 +74,15 @@ pub async fn handle(
                 let sel = selectors(t.def, q)?;
                 let (items, revision) =
                     deletion::delete_collection(api, &t, q, &sel, &opts).await?;
+                let items: Vec<Value> = items
+                    .into_iter()
+                    .map(|o| conversion::to_version(view, o))
+                    .collect();
                 Ok(h::json(
                     200,
                     &json!({
-                        "kind": format!("{}List", t.def.kind),
-                        "apiVersion": t.def.api_version(),
+                        "kind": format!("{}List", view.kind),
+                        "apiVersion": view.api_version(),
                         "metadata": {"resourceVersion": revision.to_string()},
                         "items": items,
                     }),
@@ -83,7 +96,17 @@ pub async fn handle(
         (Some(name), Some("finalize")) if is_namespace(t.def) => match *method {
             Method::PUT => {
                 let body = h::read_body(body).await?;
-                update(api, &t, name, q, encoding, &body, UpdateMode::Finalize).await
+                update(
+                    api,
+                    &t,
+                    view,
+                    name,
+                    q,
+                    encoding,
+                    &body,
+                    UpdateMode::Finalize,
+                )
+                .await
             }
             _ => Err(ApiError::MethodNotAllowed),
         },
@@ -95,20 +118,27 @@ pub async fn handle(
             };
             let status_only = mode == UpdateMode::Status;
             match *method {
-                Method::GET => get(api, &t, name, q, render).await,
+                Method::GET => get(api, &t, view, name, q, render).await,
                 Method::PUT => {
                     let body = h::read_body(body).await?;
-                    update(api, &t, name, q, encoding, &body, mode).await
+                    update(api, &t, view, name, q, encoding, &body, mode).await
                 }
                 Method::PATCH => {
                     let kind = patch_kind(content_type)?;
-                    patch(api, &t, name, q, kind, &h::read_body(body).await?, mode).await
+                    let body = h::read_body(body).await?;
+                    patch(api, &t, view, name, q, kind, &body, mode).await
                 }
                 Method::DELETE if !status_only => {
                     let body = h::read_body(body).await?;
-                    let opts = DeleteOptions::parse(t.def, q, encoding, &body)?;
+                    let opts = DeleteOptions::parse(view, q, encoding, &body)?;
                     let outcome = deletion::delete_object(api, &t, name, &opts).await?;
-                    Ok(h::json(200, &deletion::response_body(t.def, &outcome)))
+                    let answer = deletion::response_body(t.def, &outcome);
+                    let answer = if answer["kind"] == "Status" {
+                        answer
+                    } else {
+                        conversion::to_version(view, answer)
+                    };
+                    Ok(h::json(200, &answer))
                 }
                 _ => Err(ApiError::MethodNotAllowed),
             }
@@ -206,11 +236,16 @@ pub async fn read(api: &ApiServer, t: &Target, name: &str) -> Result<(Value, i64
 async fn get(
     api: &ApiServer,
     t: &Target,
+    view: &ResourceDef,
     name: &str,
     q: &Query,
     render: Render,
 ) -> Result<Response<Body>, ApiError> {
     let (obj, _) = read(api, t, name).await?;
+    let obj = match render {
+        Render::Object => conversion::to_version(view, obj),
+        Render::Table => obj,
+    };
     Ok(h::json(200, &render_one(t.def, obj, q, render)))
 }
 
@@ -352,6 +387,7 @@ pub async fn list_objects(
 async fn list(
     api: &ApiServer,
     t: &Target,
+    view: &ResourceDef,
     q: &Query,
     render: Render,
 ) -> Result<Response<Body>, ApiError> {
@@ -367,10 +403,10 @@ async fn list(
     let body = match render {
         Render::Table => table::to_table(t.def.kind, &listed.items, meta, q),
         Render::Object => json!({
-            "kind": format!("{}List", t.def.kind),
-            "apiVersion": t.def.api_version(),
+            "kind": format!("{}List", view.kind),
+            "apiVersion": view.api_version(),
             "metadata": meta,
-            "items": listed.items,
+            "items": listed.items.into_iter().map(|o| conversion::to_version(view, o)).collect::<Vec<_>>(),
         }),
     };
     Ok(h::json(200, &body))
@@ -440,14 +476,15 @@ fn is_namespace(def: &ResourceDef) -> bool {
 async fn create(
     api: &ApiServer,
     t: &Target,
+    view: &ResourceDef,
     q: &Query,
     encoding: BodyEncoding,
     body: &[u8],
 ) -> Result<Response<Body>, ApiError> {
     let dry_run = q.dry_run()?;
-    let obj = h::parse_body(encoding, body, &t.def.api_version(), t.def.kind)?;
-    let created = create_object(api, t, obj, dry_run).await?;
-    Ok(h::json(201, &created))
+    let obj = h::parse_body(encoding, body, &view.api_version(), view.kind)?;
+    let created = create_object(api, t, conversion::to_storage(view, obj), dry_run).await?;
+    Ok(h::json(201, &conversion::to_version(view, created)))
 }
 
 /// POST of `obj` (as decoded from a request body) into the collection `t`: returns the object
@@ -655,9 +692,11 @@ pub async fn guaranteed_update(
     Err(ApiError::conflict_modified(t.def.qualified(), name))
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn update(
     api: &ApiServer,
     t: &Target,
+    view: &ResourceDef,
     name: &str,
     q: &Query,
     encoding: BodyEncoding,
@@ -665,15 +704,18 @@ async fn update(
     mode: UpdateMode,
 ) -> Result<Response<Body>, ApiError> {
     let dry_run = q.dry_run()?;
-    let new = h::parse_body(encoding, body, &t.def.api_version(), t.def.kind)?;
-    object::check_type(t.def, &new)?;
+    let new = h::parse_body(encoding, body, &view.api_version(), view.kind)?;
+    object::check_type(view, &new)?;
+    let new = conversion::to_storage(view, new);
     let obj = guaranteed_update(api, t, name, dry_run, mode, |_| Ok(new.clone())).await?;
-    Ok(h::json(200, &obj))
+    Ok(h::json(200, &conversion::to_version(view, obj)))
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn patch(
     api: &ApiServer,
     t: &Target,
+    view: &ResourceDef,
     name: &str,
     q: &Query,
     kind: PatchKind,
@@ -682,7 +724,8 @@ async fn patch(
 ) -> Result<Response<Body>, ApiError> {
     let dry_run = q.dry_run()?;
     let obj = guaranteed_update(api, t, name, dry_run, mode, |current| {
-        let mut base = current.clone();
+        // The patch applies to the object as the client's version shows it.
+        let mut base = conversion::to_version(view, current.clone());
         // The stored resourceVersion must not become a precondition of its own: only one the
         // patch sets explicitly is.
         object::meta_mut(&mut base).remove("resourceVersion");
@@ -692,10 +735,10 @@ async fn patch(
                 "the patch result is not a JSON object".into(),
             ));
         }
-        Ok(patched)
+        Ok(conversion::to_storage(view, patched))
     })
     .await?;
-    Ok(h::json(200, &obj))
+    Ok(h::json(200, &conversion::to_version(view, obj)))
 }
 
 #[cfg(test)]

@@ -22,7 +22,6 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::http::{Body, Render};
-use super::object;
 use super::query::{parse_resource_version, Query};
 use super::rest::{list_objects, selectors};
 use super::route::Target;
@@ -31,6 +30,7 @@ use super::status::ApiError;
 use super::storage::{Versioned, WatchStream};
 use super::table;
 use super::ApiServer;
+use super::{conversion, object};
 
 /// Longest a watch stays open without `timeoutSeconds` (kube-apiserver's --min-request-timeout
 /// is 30 minutes); clients re-establish from their last resourceVersion.
@@ -86,9 +86,11 @@ pub async fn serve(
             .map(|v| format!("includeObject={v}"))
             .as_deref(),
     );
+    let view = t.def;
     let encoder = move |event: &str, obj: Value| -> Bytes {
         let obj = match render {
             Render::Table if event != "ERROR" => table::to_table(kind, &[obj], json!({}), &q_table),
+            _ if event != "ERROR" => conversion::to_version(view, obj),
             _ => obj,
         };
         let mut line =

@@ -3,6 +3,7 @@
 //! raw HTTP (JSON and Kubernetes protobuf bodies) and through the real `kubectl` (skipped loudly
 //! when missing, unless CAIRN_REQUIRE_KUBECTL=1).
 
+mod autoscaling;
 mod crud;
 mod gc;
 mod harness;
