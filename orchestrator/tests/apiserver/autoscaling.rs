@@ -186,11 +186,14 @@ async fn hpa_v1(c: &Cluster) {
 
     if have("kubectl", "CAIRN_REQUIRE_KUBECTL") {
         let k = Kubectl::new(&api.url());
+        // The full resource name picks the version (the short name means the preferred one).
         let out = k
             .ok(&[
                 "get",
-                "--raw",
-                "/apis/autoscaling/v1/namespaces/default/horizontalpodautoscalers/web",
+                "horizontalpodautoscalers.v1.autoscaling",
+                "web",
+                "-o",
+                "json",
             ])
             .await;
         let obj: Value = serde_json::from_str(&out).unwrap();
