@@ -4,8 +4,9 @@
 //! - [`apiserver`]: the Kubernetes REST API (discovery, CRUD, list/watch, patch, Tables) over
 //!   objects stored as JSON under `/registry/...` in etcd.
 //!
-//! - [`controllers`]: control loops; today the namespace controller, which the apiserver runs
-//!   in-process until a controller-manager exists.
+//! - [`controllers`]: control loops; today the namespace controller, the garbage collector and
+//!   the `default/kubernetes` Service controller, which the apiserver runs in-process until a
+//!   controller-manager exists.
 //!
 //! The scheduler, the other controllers, kubelet and proxy come later, as further modules here.
 

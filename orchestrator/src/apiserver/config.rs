@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::service_ip::ServiceCidr;
 use super::watch_cache::CacheConfig;
+use super::service_node_port::NodePortRange;
 
 /// `cairn apiserver` flags.
 #[derive(clap::Args, Debug, Clone)]
@@ -47,6 +48,14 @@ pub struct Config {
     /// How often a watch that allows bookmarks gets a BOOKMARK event (Go duration: 1m, 500ms).
     #[arg(long = "watch-bookmark-interval", default_value = "1m", value_parser = parse_duration)]
     pub watch_bookmark_interval: Duration,
+    /// The address the `default/kubernetes` Endpoints give for this apiserver. Default: the
+    /// bind address of the served port, or (when that is unspecified) the host's address on
+    /// its default route, else 127.0.0.1.
+    #[arg(long = "advertise-address")]
+    pub advertise_address: Option<IpAddr>,
+    /// Ports NodePort and LoadBalancer Services get their node ports from (`a-b`, `a+n`).
+    #[arg(long = "service-node-port-range", default_value = "30000-32767")]
+    pub service_node_port_range: String,
 }
 
 /// A Go-style duration made of one number and a unit: `500ms`, `30s`, `1m`, `2h`.
@@ -100,7 +109,34 @@ impl Config {
             return Err("--default-watch-cache-size must be positive: every watch is served from the watch cache".into());
         }
         self.service_cidr()?;
+        self.node_port_range()?;
         Ok(())
+    }
+
+    /// `--advertise-address`, or what kube-apiserver would pick without it.
+    pub fn advertise_address(&self) -> IpAddr {
+        if let Some(a) = self.advertise_address {
+            return a;
+        }
+        if !self.insecure_bind_address.is_unspecified() {
+            return self.insecure_bind_address;
+        }
+        // The source address of the default route: connecting a UDP socket sends nothing.
+        std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))
+            .and_then(|s| {
+                s.connect((Ipv4Addr::new(192, 0, 2, 1), 9))?;
+                s.local_addr()
+            })
+            .map(|a| a.ip())
+            .ok()
+            .filter(|ip| !ip.is_unspecified())
+            .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+    }
+
+    /// The parsed `--service-node-port-range`.
+    pub fn node_port_range(&self) -> Result<NodePortRange, String> {
+        NodePortRange::parse(&self.service_node_port_range)
+            .map_err(|e| format!("--service-node-port-range: {e}"))
     }
 
     /// The parsed `--service-cluster-ip-range`.

@@ -13,10 +13,18 @@
 //! - an object with `metadata.finalizers` is only marked (deletionTimestamp, grace period 0)
 //!   and goes when an update removes its last finalizer (see [`completes_deletion`]);
 //! - anything else is deleted at once, in one Txn with what goes with it (a Service's cluster
-//!   IP).
+//!   IP and node ports).
 //!
-//! Orphan and foreground propagation add no finalizers: there is no garbage collector yet to
-//! remove them.
+//! Dependents (objects whose `metadata.ownerReferences` name the deleted one) follow the
+//! propagation policy, as kube-apiserver's `deletionFinalizersForGarbageCollection` sets it up:
+//! `Background` (the default of most kinds) deletes the owner now and leaves the dependents to
+//! the garbage collector (`crate::controllers::garbage_collector`); `Foreground` adds the
+//! `foregroundDeletion` finalizer, so the owner stays (marked) until the collector has deleted
+//! the dependents that block it; `Orphan` (the default of core/v1 ReplicationControllers and
+//! batch/v1 Jobs) adds the `orphan` finalizer, which the collector removes once it has taken the
+//! owner out of its dependents' ownerReferences. A policy named on a later DELETE replaces the
+//! one recorded by the finalizers, except while a graceful deletion is pending. Namespaces are
+//! left out: their deletion is the namespace controller's.
 //!
 //! The decision is a pure function of the stored object and the options ([`decide`]); the
 //! writes follow the REST layer's optimistic-concurrency rules.
@@ -31,13 +39,37 @@ use super::resources::ResourceDef;
 use super::rest::{self, storage_err, WRITE_RETRIES};
 use super::route::Target;
 use super::selector::Selectors;
-use super::service_ip;
 use super::status::{self, ApiError};
 use super::storage::{Expect, SideOp, StorageError, Write, WriteOp};
 use super::ApiServer;
+use super::{service_ip, service_node_port};
+use crate::controllers::kubernetes_service;
 
 /// Namespaces NamespaceLifecycle never lets go.
 const IMMORTAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
+
+/// The finalizer that keeps an owner until the garbage collector has orphaned its dependents.
+pub const ORPHAN_FINALIZER: &str = "orphan";
+/// The finalizer that keeps an owner until its blocking dependents are gone.
+pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
+
+/// `DeleteOptions.propagationPolicy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Propagation {
+    Orphan,
+    Background,
+    Foreground,
+}
+
+impl Propagation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Propagation::Orphan => "Orphan",
+            Propagation::Background => "Background",
+            Propagation::Foreground => "Foreground",
+        }
+    }
+}
 
 /// A request's DeleteOptions (body or query parameters).
 #[derive(Debug, Clone, Default)]
@@ -46,6 +78,14 @@ pub struct DeleteOptions {
     pub uid: Option<String>,
     pub resource_version: Option<i64>,
     pub dry_run: bool,
+    pub propagation: Option<Propagation>,
+    /// The deprecated `orphanDependents` (never set together with `propagation`).
+    pub orphan_dependents: Option<bool>,
+}
+
+/// `ValidateDeleteOptions`' errors, as kube-apiserver reports them.
+fn invalid_options(field: &str, reason: &'static str, message: String) -> ApiError {
+    ApiError::invalid("DeleteOptions.meta.k8s.io", "", field, reason, message)
 }
 
 impl DeleteOptions {
@@ -62,16 +102,50 @@ impl DeleteOptions {
         } else {
             h::parse_body(encoding, body, &def.api_version(), "DeleteOptions")?
         };
-        if let Some(p) = options
+        let propagation = match options
             .get("propagationPolicy")
             .and_then(Value::as_str)
             .or(q.get("propagationPolicy"))
         {
-            if !matches!(p, "Orphan" | "Background" | "Foreground") {
-                return Err(ApiError::BadRequest(format!(
-                    "propagationPolicy {p:?} is not one of Orphan, Background, Foreground"
-                )));
+            None => None,
+            Some("Orphan") => Some(Propagation::Orphan),
+            Some("Background") => Some(Propagation::Background),
+            Some("Foreground") => Some(Propagation::Foreground),
+            Some(p) => {
+                return Err(invalid_options(
+                    "propagationPolicy",
+                    "FieldValueNotSupported",
+                    format!("Unsupported value: {p:?}: supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""),
+                ))
             }
+        };
+        let orphan_dependents = match options.get("orphanDependents") {
+            Some(Value::Bool(b)) => Some(*b),
+            Some(Value::Null) | None => match q.get("orphanDependents") {
+                None => None,
+                Some("true") => Some(true),
+                Some("false") => Some(false),
+                Some(v) => {
+                    return Err(ApiError::BadRequest(format!(
+                        "invalid value for orphanDependents: {v:?}"
+                    )))
+                }
+            },
+            Some(v) => {
+                return Err(ApiError::BadRequest(format!(
+                    "orphanDependents must be a boolean, not {v}"
+                )))
+            }
+        };
+        if let (Some(p), Some(_)) = (propagation, orphan_dependents) {
+            return Err(invalid_options(
+                "propagationPolicy",
+                "FieldValueInvalid",
+                format!(
+                    "Invalid value: {:?}: orphanDependents and deletionPropagation cannot be both set",
+                    p.as_str()
+                ),
+            ));
         }
         let grace_period = match options.get("gracePeriodSeconds") {
             Some(Value::Null) | None => q.int("gracePeriodSeconds")?,
@@ -92,6 +166,8 @@ impl DeleteOptions {
                 .map(parse_resource_version)
                 .transpose()?,
             dry_run: q.dry_run()? || body_dry_run,
+            propagation,
+            orphan_dependents,
         })
     }
 }
@@ -129,6 +205,87 @@ fn has_finalizers(obj: &Value) -> bool {
     obj.pointer("/metadata/finalizers")
         .and_then(Value::as_array)
         .is_some_and(|f| !f.is_empty())
+}
+
+fn has_finalizer(obj: &Value, finalizer: &str) -> bool {
+    obj.pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|f| f.iter().any(|x| x == finalizer))
+}
+
+/// Whether a write of `obj` may give the garbage collector work: it has owners (perhaps gone
+/// already), or a garbage-collection finalizer.
+pub fn concerns_garbage_collector(obj: &Value) -> bool {
+    obj.pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .is_some_and(|r| !r.is_empty())
+        || has_finalizer(obj, ORPHAN_FINALIZER)
+        || has_finalizer(obj, FOREGROUND_FINALIZER)
+}
+
+/// Whether a DELETE that names no policy orphans the dependents of this kind (the registry
+/// strategy's `DefaultGarbageCollectionPolicy`: `OrphanDependents` for core/v1
+/// ReplicationControllers and batch/v1 Jobs, kept for backwards compatibility;
+/// `DeleteDependents` for every other served kind).
+pub fn orphans_by_default(def: &ResourceDef) -> bool {
+    matches!(
+        (def.group, def.version, def.kind),
+        ("", "v1", "ReplicationController") | ("batch", "v1", "Job")
+    )
+}
+
+/// `shouldOrphanDependents`: an explicit option, else a finalizer already there, else the
+/// kind's default.
+fn should_orphan(def: &ResourceDef, obj: &Value, opts: &DeleteOptions) -> bool {
+    if let Some(orphan) = opts.orphan_dependents {
+        return orphan;
+    }
+    match opts.propagation {
+        Some(p) => p == Propagation::Orphan,
+        None if has_finalizer(obj, ORPHAN_FINALIZER) => true,
+        None if has_finalizer(obj, FOREGROUND_FINALIZER) => false,
+        None => orphans_by_default(def),
+    }
+}
+
+/// `shouldDeleteDependents`: foreground only when asked for, or already under way.
+fn should_delete_in_foreground(obj: &Value, opts: &DeleteOptions) -> bool {
+    if opts.orphan_dependents.is_some() {
+        return false;
+    }
+    match opts.propagation {
+        Some(p) => p == Propagation::Foreground,
+        None if has_finalizer(obj, FOREGROUND_FINALIZER) => true,
+        None => false,
+    }
+}
+
+/// `deletionFinalizersForGarbageCollection`: the object's finalizers with `orphan` and
+/// `foregroundDeletion` set as the options say, or None when the set would not change.
+fn gc_finalizers(def: &ResourceDef, obj: &Value, opts: &DeleteOptions) -> Option<Vec<Value>> {
+    let old: Vec<Value> = obj
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut new: Vec<Value> = old
+        .iter()
+        .filter(|f| *f != ORPHAN_FINALIZER && *f != FOREGROUND_FINALIZER)
+        .cloned()
+        .collect();
+    if should_orphan(def, obj, opts) {
+        new.push(json!(ORPHAN_FINALIZER));
+    }
+    if should_delete_in_foreground(obj, opts) {
+        new.push(json!(FOREGROUND_FINALIZER));
+    }
+    let set = |v: &[Value]| -> std::collections::BTreeSet<String> {
+        v.iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect()
+    };
+    (set(&old) != set(&new)).then_some(new)
 }
 
 /// Kinds whose registries delete gracefully (Kubernetes' `RESTGracefulDeleteStrategy`).
@@ -261,9 +418,18 @@ pub fn decide(def: &ResourceDef, obj: &Value, opts: &DeleteOptions, now: i64) ->
             grace = Some(period);
         }
     }
-    match (grace, has_finalizers(obj)) {
+    // Past a pending graceful deletion: the options decide the garbage collector's finalizers.
+    if let Some(finalizers) = gc_finalizers(def, obj, opts) {
+        let meta = object::meta_mut(&mut marked);
+        if finalizers.is_empty() {
+            meta.remove("finalizers");
+        } else {
+            meta.insert("finalizers".into(), Value::Array(finalizers));
+        }
+    }
+    match (grace, has_finalizers(&marked)) {
         (None, false) => Decision::Now,
-        (None, true) => Decision::Mark(mark_as_deleting(obj, now)),
+        (None, true) => Decision::Mark(mark_as_deleting(&marked, now)),
         (Some(_), true) => Decision::Mark(marked),
         (Some(g), false) if g > 0 => Decision::Mark(marked),
         (Some(_), false) => Decision::MarkThenDelete(marked),
@@ -286,10 +452,12 @@ pub fn completes_deletion(def: &ResourceDef, old: &Value, new: &Value) -> bool {
         .is_none_or(|g| g == 0)
 }
 
-/// The writes that go with removing `obj` from storage (a Service's cluster IP).
+/// The writes that go with removing `obj` from storage (a Service's cluster IP and node ports).
 pub fn side_writes(api: &ApiServer, def: &ResourceDef, obj: &Value) -> Vec<SideOp> {
     if (def.group, def.kind) == ("", "Service") {
-        service_ip::on_delete(&api.prefix, obj)
+        let mut side = service_ip::on_delete(&api.prefix, obj);
+        side.extend(service_node_port::on_delete(&api.prefix, obj));
+        side
     } else {
         Vec::new()
     }
@@ -316,6 +484,14 @@ pub async fn remove(
     if let Some(ns) = meta_str(obj, "namespace").filter(|_| def.namespaced) {
         // Something left a namespace; if it is terminating, its controller may finish now.
         api.wake_namespace(ns);
+    }
+    // Its dependents may be garbage now, or an owner waiting for it may go.
+    api.wake_garbage_collector();
+    let kubernetes_service = matches!((def.group, def.kind), ("", "Service" | "Endpoints"))
+        && meta_str(obj, "namespace") == Some(kubernetes_service::NAMESPACE)
+        && meta_str(obj, "name") == Some(kubernetes_service::NAME);
+    if kubernetes_service {
+        api.wake_kubernetes_service();
     }
     Ok(rev)
 }
@@ -402,6 +578,10 @@ pub async fn delete_object(
         object::set_resource_version(&mut marked, rev);
         if (def.group, def.kind) == ("", "Namespace") {
             api.wake_namespace(name);
+        }
+        if has_finalizer(&marked, ORPHAN_FINALIZER) || has_finalizer(&marked, FOREGROUND_FINALIZER)
+        {
+            api.wake_garbage_collector();
         }
         if !then_delete {
             return Ok(Outcome::Marked(marked));
@@ -553,6 +733,79 @@ mod tests {
         released["metadata"]["finalizers"] = json!([]);
         assert!(completes_deletion(def, &m, &released));
         assert!(!completes_deletion(def, &held, &plain));
+    }
+
+    #[test]
+    fn propagation_policies_set_the_garbage_collector_finalizers() {
+        let deploy = lookup("apps", "v1", "deployments").unwrap();
+        let job = lookup("batch", "v1", "jobs").unwrap();
+        let rc = lookup("", "v1", "replicationcontrollers").unwrap();
+        let with = |p: Option<Propagation>| DeleteOptions {
+            propagation: p,
+            ..DeleteOptions::default()
+        };
+        let d =
+            json!({"metadata": {"name": "d", "generation": 1, "finalizers": ["example.com/x"]}});
+        // Background is the default of most kinds: no finalizer of the collector's.
+        assert_eq!(
+            marked(decide(deploy, &d, &with(None), 7))["metadata"]["finalizers"],
+            json!(["example.com/x"])
+        );
+        let plain = json!({"metadata": {"name": "d"}});
+        assert_eq!(decide(deploy, &plain, &with(None), 7), Decision::Now);
+        let fg = marked(decide(
+            deploy,
+            &plain,
+            &with(Some(Propagation::Foreground)),
+            7,
+        ));
+        assert_eq!(fg["metadata"]["finalizers"], json!([FOREGROUND_FINALIZER]));
+        assert_eq!(
+            fg["metadata"]["deletionTimestamp"],
+            clock::format_rfc3339(7)
+        );
+        let orphan = marked(decide(deploy, &d, &with(Some(Propagation::Orphan)), 7));
+        assert_eq!(
+            orphan["metadata"]["finalizers"],
+            json!(["example.com/x", ORPHAN_FINALIZER])
+        );
+        // A second DELETE with no policy keeps the one under way; another policy replaces it.
+        assert_eq!(
+            decide(deploy, &fg, &with(None), 9),
+            Decision::Mark(fg.clone())
+        );
+        assert_eq!(
+            decide(deploy, &fg, &with(Some(Propagation::Background)), 9),
+            Decision::Now
+        );
+        let switched = marked(decide(deploy, &fg, &with(Some(Propagation::Orphan)), 9));
+        assert_eq!(
+            switched["metadata"]["finalizers"],
+            json!([ORPHAN_FINALIZER])
+        );
+        // Jobs and ReplicationControllers orphan unless told otherwise.
+        for def in [job, rc] {
+            let m = marked(decide(def, &plain, &with(None), 1));
+            assert_eq!(m["metadata"]["finalizers"], json!([ORPHAN_FINALIZER]));
+            assert_eq!(
+                decide(def, &plain, &with(Some(Propagation::Background)), 1),
+                Decision::Now
+            );
+        }
+        let legacy = DeleteOptions {
+            orphan_dependents: Some(false),
+            ..DeleteOptions::default()
+        };
+        assert_eq!(decide(job, &plain, &legacy, 1), Decision::Now);
+        // A pending graceful deletion keeps its finalizers whatever the options say.
+        let pods = lookup("", "v1", "pods").unwrap();
+        let bound = json!({"metadata": {"name": "p"},
+            "spec": {"nodeName": "n1", "terminationGracePeriodSeconds": 30}});
+        let terminating = marked(decide(pods, &bound, &with(None), 1));
+        assert_eq!(
+            decide(pods, &terminating, &with(Some(Propagation::Orphan)), 2),
+            Decision::Pending
+        );
     }
 
     #[test]

@@ -7,8 +7,10 @@
 //! - [`openapi`]: /openapi/v2 (protobuf and JSON) and /openapi/v3, from the embedded definitions.
 //! - [`field_validation`]: unknown and duplicate fields against the schemas (fieldValidation).
 //! - [`resources`]: the table of served kinds.
+//! - [`conversion`]: versions served by conversion from their storage version (HPA v1 <-> v2).
 //! - [`rest`]: get, list, create, update, patch, delete.
-//! - [`deletion`]: what DELETE does: namespace termination, finalizers, graceful deletion.
+//! - [`deletion`]: what DELETE does: namespace termination, finalizers, graceful deletion,
+//!   propagation to dependents.
 //! - [`watch`]: watch streams (`?watch=1`): resourceVersion semantics, bookmarks, selectors.
 //! - [`watch_cache`]: one etcd watch per resource type, fanned out to every watcher.
 //! - [`object`]: server-owned metadata of stored objects; the order of defaulting and validation.
@@ -21,13 +23,16 @@
 //! - [`table`]: server-side printing (meta.k8s.io/v1 Table).
 //! - [`storage`]: the etcd client (Txn compare-and-swap writes, ranges, watches).
 //! - [`service_ip`]: Service cluster IPs from `--service-cluster-ip-range`.
+//! - [`service_node_port`]: Service node ports from `--service-node-port-range`.
 //! - [`status`]: API errors and their Status bodies.
-//! - [`loopback`]: the in-process client the namespace controller uses.
+//! - [`loopback`]: the in-process client the namespace controller and the garbage collector
+//!   use.
 //! - [`http`], [`query`], [`names`], [`clock`]: bodies and negotiation, query strings, name
 //!   rules and uids, timestamps.
 
 pub mod clock;
 pub mod config;
+pub mod conversion;
 pub mod defaults;
 pub mod deletion;
 pub mod discovery;
@@ -47,6 +52,7 @@ pub mod scale;
 pub mod selector;
 pub mod server;
 pub mod service_ip;
+pub mod service_node_port;
 pub mod status;
 pub mod storage;
 pub mod table;
@@ -61,6 +67,7 @@ use tokio::sync::mpsc;
 
 use resources::ResourceDef;
 use service_ip::ServiceCidr;
+use service_node_port::NodePortRange;
 use storage::Store;
 use watch_cache::{CacheConfig, WatchCache};
 
@@ -69,11 +76,19 @@ pub struct ApiServer {
     store: Store,
     prefix: String,
     service_cidr: ServiceCidr,
+    node_port_range: NodePortRange,
     /// Names namespaces for the namespace controller to look at: one was marked for deletion,
     /// or something in one went away. Bounded; when full the controller's relist catches up.
     namespace_wake: mpsc::Sender<String>,
     /// Every watch is served from here: one etcd watch per resource type.
     watch_cache: WatchCache,
+    /// Tells the garbage collector that ownership changed: an object went away, was marked
+    /// with a garbage-collection finalizer, or was written with owner references. One slot:
+    /// a wake-up already queued covers every later one, since a pass looks at everything.
+    gc_wake: mpsc::Sender<()>,
+    /// Tells the kubernetes Service controller that `default/kubernetes` (the Service or its
+    /// Endpoints) was deleted. One slot.
+    kubernetes_service_wake: mpsc::Sender<()>,
 }
 
 impl ApiServer {
@@ -81,15 +96,21 @@ impl ApiServer {
         store: Store,
         prefix: String,
         service_cidr: ServiceCidr,
+        node_port_range: NodePortRange,
         namespace_wake: mpsc::Sender<String>,
         cache: CacheConfig,
+        gc_wake: mpsc::Sender<()>,
+        kubernetes_service_wake: mpsc::Sender<()>,
     ) -> ApiServer {
         ApiServer {
             watch_cache: WatchCache::new(store.clone(), cache),
             store,
             prefix,
             service_cidr,
+            node_port_range,
             namespace_wake,
+            gc_wake,
+            kubernetes_service_wake,
         }
     }
 
@@ -101,6 +122,16 @@ impl ApiServer {
     /// Asks the namespace controller to look at `namespace` soon.
     fn wake_namespace(&self, namespace: &str) {
         let _ = self.namespace_wake.try_send(namespace.to_string());
+    }
+
+    /// Asks the kubernetes Service controller to look again soon.
+    fn wake_kubernetes_service(&self) {
+        let _ = self.kubernetes_service_wake.try_send(());
+    }
+
+    /// Asks the garbage collector for a pass soon (a full slot means one is already due).
+    fn wake_garbage_collector(&self) {
+        let _ = self.gc_wake.try_send(());
     }
 
     /// `<prefix>/<plural>/<namespace>/<name>`, or `<prefix>/<plural>/<name>` when cluster-scoped.

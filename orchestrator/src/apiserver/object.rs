@@ -137,6 +137,7 @@ pub fn prepare_create(
     defaults::prepare_for_create(def, obj);
     defaults::set_defaults(def, obj);
     validation::validate(def, &name, obj)?;
+    refuse_both_propagation_finalizers(def, &name, obj)?;
     Ok(name)
 }
 
@@ -175,6 +176,34 @@ pub enum UpdateMode {
     Object,
     Status,
     Finalize,
+}
+
+/// An object cannot both orphan its dependents and wait for their deletion (Kubernetes'
+/// `ValidateFinalizers`).
+fn refuse_both_propagation_finalizers(
+    def: &ResourceDef,
+    name: &str,
+    obj: &Value,
+) -> Result<(), ApiError> {
+    let finalizers: Vec<&str> = obj
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .map(|f| f.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if !(finalizers.contains(&"orphan") && finalizers.contains(&"foregroundDeletion")) {
+        return Ok(());
+    }
+    let go_list: Vec<String> = finalizers.iter().map(|f| format!("{f:?}")).collect();
+    Err(ApiError::invalid(
+        &def.qualified_kind(),
+        name,
+        "metadata.finalizers",
+        "FieldValueInvalid",
+        format!(
+            "Invalid value: []string{{{}}}: finalizer orphan and foregroundDeletion cannot be both set",
+            go_list.join(", ")
+        ),
+    ))
 }
 
 /// Once an object is being deleted its finalizers may only go away (ValidateObjectMetaUpdate).
@@ -305,6 +334,7 @@ pub fn prepare_update(
     }
     defaults::set_defaults(def, new);
     validation::validate(def, name, new)?;
+    refuse_both_propagation_finalizers(def, name, new)?;
     validation::validate_update(def, name, old, new)?;
     if def.tracks_generation && new.get("spec") != old.get("spec") {
         let generation = old_meta
@@ -350,6 +380,22 @@ mod tests {
         .unwrap();
         assert_eq!(changed["metadata"]["generation"], 2);
         assert_eq!(changed["status"], json!({}));
+    }
+
+    #[test]
+    fn orphan_and_foreground_finalizers_exclude_each_other() {
+        let def = lookup("", "v1", "configmaps").unwrap();
+        let mut both = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "x", "finalizers": ["orphan", "foregroundDeletion"]}});
+        assert_eq!(
+            prepare_create(def, Some("default"), &mut both)
+                .unwrap_err()
+                .to_string(),
+            "ConfigMap \"x\" is invalid: metadata.finalizers: Invalid value: []string{\"orphan\", \"foregroundDeletion\"}: finalizer orphan and foregroundDeletion cannot be both set"
+        );
+        let mut one = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "x", "finalizers": ["orphan"]}});
+        assert!(prepare_create(def, Some("default"), &mut one).is_ok());
     }
 
     #[test]

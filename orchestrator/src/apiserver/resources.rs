@@ -1,7 +1,8 @@
 //! The resource table: every kind the apiserver serves, with its discovery facts and per-kind
 //! behaviour flags. Adding a kind is one entry here, plus its Table columns in `table.rs` and
 //! its defaults and validation in `defaults.rs` / `validation.rs` when Kubernetes has them.
-//! Invariant: (group, version, plural) is unique.
+//! Invariant: (group, version, plural) is unique; a resource served in several versions has
+//! its storage version listed first (it is the preferred one in discovery).
 
 /// How the name of an object is validated (Kubernetes' `ValidateNameFunc` per kind).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -360,6 +361,18 @@ pub static RESOURCES: &[ResourceDef] = &[
     ResourceDef {
         group: "autoscaling",
         version: "v2",
+        kind: "HorizontalPodAutoscaler",
+        plural: "horizontalpodautoscalers",
+        singular: "horizontalpodautoscaler",
+        short_names: &["hpa"],
+        categories: &["all"],
+        has_status: true,
+        ..BASE
+    },
+    // autoscaling/v1: the same objects, stored as v2 and converted (`conversion.rs`).
+    ResourceDef {
+        group: "autoscaling",
+        version: "v1",
         kind: "HorizontalPodAutoscaler",
         plural: "horizontalpodautoscalers",
         singular: "horizontalpodautoscaler",

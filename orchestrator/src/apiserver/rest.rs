@@ -26,7 +26,7 @@ use super::selector::{FieldSelector, LabelSelector, Selectors};
 use super::status::{ApiError, Cause};
 use super::storage::{prefix_end, Expect, Guard, StorageError, Write, WriteOp};
 use super::table;
-use super::{clock, names, scale, service_ip, watch, ApiServer};
+use super::{clock, conversion, names, scale, service_ip, service_node_port, watch, ApiServer};
 
 /// Attempts at a write whose read went stale before giving up with a Conflict.
 pub const WRITE_RETRIES: usize = 8;
@@ -40,6 +40,16 @@ pub async fn handle(
     body: Incoming,
 ) -> Result<Response<Body>, ApiError> {
     let render = h::negotiate(headers);
+    // Requests to a version served by conversion work on the storage version's objects;
+    // `view` is the version the client speaks, for bodies in and objects out.
+    let view = t.def;
+    if t.name.is_none() && *method == Method::GET && q.flag("watch") {
+        return watch::serve(api, &t, q, render).await;
+    }
+    let t = Target {
+        def: conversion::storage_def(t.def),
+        ..t
+    };
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -51,12 +61,11 @@ pub async fn handle(
     };
     match (&t.name, t.subresource.as_deref()) {
         (None, _) => match *method {
-            Method::GET if q.flag("watch") => watch::serve(api, &t, q, render).await,
-            Method::GET => list(api, &t, q, render).await,
+            Method::GET => list(api, &t, view, q, render).await,
             Method::POST if t.def.namespaced && t.namespace.is_none() => {
                 Err(ApiError::MethodNotAllowed)
             }
-            Method::POST => create(api, &t, q, encoding, &h::read_body(body).await?).await,
+            Method::POST => create(api, &t, view, q, encoding, &h::read_body(body).await?).await,
             // deletecollection is served per namespace for namespaced kinds, as in Kubernetes.
             Method::DELETE
                 if t.def.deletes_collections() && (t.namespace.is_some() || !t.def.namespaced) =>
@@ -66,11 +75,15 @@ pub async fn handle(
                 let sel = selectors(t.def, q)?;
                 let (items, revision) =
                     deletion::delete_collection(api, &t, q, &sel, &opts).await?;
+                let items: Vec<Value> = items
+                    .into_iter()
+                    .map(|o| conversion::to_version(view, o))
+                    .collect();
                 Ok(h::json(
                     200,
                     &json!({
-                        "kind": format!("{}List", t.def.kind),
-                        "apiVersion": t.def.api_version(),
+                        "kind": format!("{}List", view.kind),
+                        "apiVersion": view.api_version(),
                         "metadata": {"resourceVersion": revision.to_string()},
                         "items": items,
                     }),
@@ -84,7 +97,17 @@ pub async fn handle(
         (Some(name), Some("finalize")) if is_namespace(t.def) => match *method {
             Method::PUT => {
                 let body = h::read_body(body).await?;
-                update(api, &t, name, q, encoding, &body, UpdateMode::Finalize).await
+                update(
+                    api,
+                    &t,
+                    view,
+                    name,
+                    q,
+                    encoding,
+                    &body,
+                    UpdateMode::Finalize,
+                )
+                .await
             }
             _ => Err(ApiError::MethodNotAllowed),
         },
@@ -96,20 +119,27 @@ pub async fn handle(
             };
             let status_only = mode == UpdateMode::Status;
             match *method {
-                Method::GET => get(api, &t, name, q, render).await,
+                Method::GET => get(api, &t, view, name, q, render).await,
                 Method::PUT => {
                     let body = h::read_body(body).await?;
-                    update(api, &t, name, q, encoding, &body, mode).await
+                    update(api, &t, view, name, q, encoding, &body, mode).await
                 }
                 Method::PATCH => {
                     let kind = patch_kind(content_type)?;
-                    patch(api, &t, name, q, kind, &h::read_body(body).await?, mode).await
+                    let body = h::read_body(body).await?;
+                    patch(api, &t, view, name, q, kind, &body, mode).await
                 }
                 Method::DELETE if !status_only => {
                     let body = h::read_body(body).await?;
-                    let opts = DeleteOptions::parse(t.def, q, encoding, &body)?;
+                    let opts = DeleteOptions::parse(view, q, encoding, &body)?;
                     let outcome = deletion::delete_object(api, &t, name, &opts).await?;
-                    Ok(h::json(200, &deletion::response_body(t.def, &outcome)))
+                    let answer = deletion::response_body(t.def, &outcome);
+                    let answer = if answer["kind"] == "Status" {
+                        answer
+                    } else {
+                        conversion::to_version(view, answer)
+                    };
+                    Ok(h::json(200, &answer))
                 }
                 _ => Err(ApiError::MethodNotAllowed),
             }
@@ -345,11 +375,16 @@ pub async fn read(api: &ApiServer, t: &Target, name: &str) -> Result<(Value, i64
 async fn get(
     api: &ApiServer,
     t: &Target,
+    view: &ResourceDef,
     name: &str,
     q: &Query,
     render: Render,
 ) -> Result<Response<Body>, ApiError> {
     let (obj, _) = read(api, t, name).await?;
+    let obj = match render {
+        Render::Object => conversion::to_version(view, obj),
+        Render::Table => obj,
+    };
     Ok(h::json(200, &render_one(t.def, obj, q, render)))
 }
 
@@ -491,6 +526,7 @@ pub async fn list_objects(
 async fn list(
     api: &ApiServer,
     t: &Target,
+    view: &ResourceDef,
     q: &Query,
     render: Render,
 ) -> Result<Response<Body>, ApiError> {
@@ -506,31 +542,39 @@ async fn list(
     let body = match render {
         Render::Table => table::to_table(t.def.kind, &listed.items, meta, q),
         Render::Object => json!({
-            "kind": format!("{}List", t.def.kind),
-            "apiVersion": t.def.api_version(),
+            "kind": format!("{}List", view.kind),
+            "apiVersion": view.api_version(),
             "metadata": meta,
-            "items": listed.items,
+            "items": listed.items.into_iter().map(|o| conversion::to_version(view, o)).collect::<Vec<_>>(),
         }),
     };
     Ok(h::json(200, &body))
 }
 
-/// The cluster IP plan of a Service write (create when `old` is None), reading which addresses
-/// are taken first.
+/// The cluster IP and node port plan of a Service write (create when `old` is None), reading
+/// which addresses and ports are taken first.
 async fn service_plan(
     api: &ApiServer,
     name: &str,
     svc: &mut Value,
     old: Option<&Value>,
 ) -> Result<service_ip::Plan, ApiError> {
-    let prefix = service_ip::reservations_prefix(&api.prefix);
-    let used: HashSet<Ipv4Addr> = api
-        .store
-        .keys(&prefix, &prefix_end(&prefix))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
+    let taken = |prefix: Vec<u8>| async move {
+        let keys = api
+            .store
+            .keys(&prefix, &prefix_end(&prefix))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        Ok::<Vec<String>, ApiError>(
+            keys.iter()
+                .filter_map(|k| Some(std::str::from_utf8(&k[prefix.len()..]).ok()?.to_string()))
+                .collect(),
+        )
+    };
+    let used: HashSet<Ipv4Addr> = taken(service_ip::reservations_prefix(&api.prefix))
+        .await?
         .iter()
-        .filter_map(|k| std::str::from_utf8(&k[prefix.len()..]).ok()?.parse().ok())
+        .filter_map(|k| k.parse().ok())
         .collect();
     let (uid, now) = (names::new_uid(), clock::now_rfc3339());
     let alloc = service_ip::Allocator {
@@ -541,10 +585,23 @@ async fn service_plan(
         uid: &uid,
         now: &now,
     };
-    match old {
-        None => alloc.on_create(name, svc),
-        Some(old) => alloc.on_update(name, old, svc),
-    }
+    let mut plan = match old {
+        None => alloc.on_create(name, svc)?,
+        Some(old) => alloc.on_update(name, old, svc)?,
+    };
+    let used_ports: HashSet<u16> = taken(service_node_port::reservations_prefix(&api.prefix))
+        .await?
+        .iter()
+        .filter_map(|k| k.parse().ok())
+        .collect();
+    let ports = service_node_port::Allocator {
+        range: &api.node_port_range,
+        prefix: &api.prefix,
+        used: &used_ports,
+        random: names::random_u64(),
+    };
+    service_node_port::merge(&mut plan, ports.plan(name, old, svc)?);
+    Ok(plan)
 }
 
 fn is_service(def: &ResourceDef) -> bool {
@@ -558,25 +615,29 @@ fn is_namespace(def: &ResourceDef) -> bool {
 async fn create(
     api: &ApiServer,
     t: &Target,
+    view: &ResourceDef,
     q: &Query,
     encoding: BodyEncoding,
     body: &[u8],
 ) -> Result<Response<Body>, ApiError> {
+    let dry_run = q.dry_run()?;
     let directive = Directive::from_query(q, "CreateOptions")?;
-    let gvk = (t.def.group, t.def.version, t.def.kind);
+    let gvk = (view.group, view.version, view.kind);
     let (obj, warnings) = read_object(encoding, body, gvk, directive)?;
-    let mut resp = create_object(api, t, q, obj).await?;
+    let created = create_object(api, t, conversion::to_storage(view, obj), dry_run).await?;
+    let mut resp = h::json(201, &conversion::to_version(view, created));
     fv::add_warnings(&mut resp, &warnings);
     Ok(resp)
 }
 
-async fn create_object(
+/// POST of `obj` (as decoded from a request body) into the collection `t`: returns the object
+/// as stored (or as it would be, on a dry run).
+pub async fn create_object(
     api: &ApiServer,
     t: &Target,
-    q: &Query,
     mut obj: Value,
-) -> Result<Response<Body>, ApiError> {
-    let dry_run = q.dry_run()?;
+    dry_run: bool,
+) -> Result<Value, ApiError> {
     let name = object::prepare_create(t.def, t.namespace.as_deref(), &mut obj)?;
     let key = api.object_key(t.def, t.namespace.as_deref(), &name);
     let namespace_missing =
@@ -629,7 +690,7 @@ async fn create_object(
             {
                 return Err(already_exists(t.def, &name, &object::decode(&kv)?));
             }
-            return Ok(h::json(201, &candidate));
+            return Ok(candidate);
         }
         guards.extend(plan.guards);
         let write = Write {
@@ -642,7 +703,10 @@ async fn create_object(
         match api.store.write(write).await {
             Ok(rev) => {
                 object::set_resource_version(&mut candidate, rev);
-                return Ok(h::json(201, &candidate));
+                if deletion::concerns_garbage_collector(&candidate) {
+                    api.wake_garbage_collector();
+                }
+                return Ok(candidate);
             }
             // The namespace changed (or went) since it was read: look again.
             Err(StorageError::GuardFailed(i)) if i < parent_guards => continue,
@@ -653,16 +717,12 @@ async fn create_object(
                 };
                 return Err(already_exists(t.def, &name, &existing));
             }
-            // Another Service took the address this one picked: pick again.
-            Err(StorageError::GuardFailed(_)) if plan.picked.is_some() => continue,
-            Err(StorageError::GuardFailed(_)) => {
-                let ip = candidate
-                    .pointer("/spec/clusterIP")
-                    .and_then(Value::as_str)
-                    .and_then(|ip| ip.parse().ok())
-                    .unwrap_or(Ipv4Addr::UNSPECIFIED);
-                return Err(service_ip::already_allocated(&name, ip));
-            }
+            // Another Service took an address or port: one asked for is an error, one picked
+            // here is picked again.
+            Err(StorageError::GuardFailed(i)) => match plan.conflicts.get(i - parent_guards) {
+                Some(Some(conflict)) => return Err(conflict.clone()),
+                _ => continue,
+            },
             Err(e) => return Err(storage_err(t.def, &name, e)),
         }
     }
@@ -746,7 +806,7 @@ pub async fn guaranteed_update(
             object::set_resource_version(&mut desired, mod_rev);
             return Ok(desired);
         }
-        let picked = plan.picked;
+        let conflicts = plan.conflicts;
         let write = Write {
             key: key.clone(),
             expect: Expect::ModRevision(mod_rev),
@@ -756,28 +816,30 @@ pub async fn guaranteed_update(
         };
         match api.store.write(write).await {
             Ok(rev) => {
+                if deletion::concerns_garbage_collector(&current)
+                    || deletion::concerns_garbage_collector(&desired)
+                {
+                    api.wake_garbage_collector();
+                }
                 object::set_resource_version(&mut desired, rev);
                 return Ok(desired);
             }
             Err(StorageError::Conflict) if precondition.is_none() => continue,
-            Err(StorageError::GuardFailed(_)) if picked.is_some() => continue,
-            Err(StorageError::GuardFailed(_)) => {
-                let ip = desired
-                    .pointer("/spec/clusterIP")
-                    .and_then(Value::as_str)
-                    .and_then(|ip| ip.parse().ok())
-                    .unwrap_or(Ipv4Addr::UNSPECIFIED);
-                return Err(service_ip::already_allocated(name, ip));
-            }
+            Err(StorageError::GuardFailed(i)) => match conflicts.get(i) {
+                Some(Some(conflict)) => return Err(conflict.clone()),
+                _ => continue,
+            },
             Err(e) => return Err(storage_err(t.def, name, e)),
         }
     }
     Err(ApiError::conflict_modified(t.def.qualified(), name))
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn update(
     api: &ApiServer,
     t: &Target,
+    view: &ResourceDef,
     name: &str,
     q: &Query,
     encoding: BodyEncoding,
@@ -786,18 +848,21 @@ async fn update(
 ) -> Result<Response<Body>, ApiError> {
     let dry_run = q.dry_run()?;
     let directive = Directive::from_query(q, "UpdateOptions")?;
-    let gvk = (t.def.group, t.def.version, t.def.kind);
+    let gvk = (view.group, view.version, view.kind);
     let (new, warnings) = read_object(encoding, body, gvk, directive)?;
-    object::check_type(t.def, &new)?;
+    object::check_type(view, &new)?;
+    let new = conversion::to_storage(view, new);
     let obj = guaranteed_update(api, t, name, dry_run, mode, |_| Ok(new.clone())).await?;
-    let mut resp = h::json(200, &obj);
+    let mut resp = h::json(200, &conversion::to_version(view, obj));
     fv::add_warnings(&mut resp, &warnings);
     Ok(resp)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn patch(
     api: &ApiServer,
     t: &Target,
+    view: &ResourceDef,
     name: &str,
     q: &Query,
     kind: PatchKind,
@@ -805,9 +870,10 @@ async fn patch(
     mode: UpdateMode,
 ) -> Result<Response<Body>, ApiError> {
     let dry_run = q.dry_run()?;
-    let checker = PatchChecker::new(q, kind, body, (t.def.group, t.def.version, t.def.kind))?;
+    let checker = PatchChecker::new(q, kind, body, (view.group, view.version, view.kind))?;
     let obj = guaranteed_update(api, t, name, dry_run, mode, |current| {
-        let mut base = current.clone();
+        // The patch applies to the object as the client's version shows it.
+        let mut base = conversion::to_version(view, current.clone());
         // The stored resourceVersion must not become a precondition of its own: only one the
         // patch sets explicitly is.
         object::meta_mut(&mut base).remove("resourceVersion");
@@ -817,10 +883,11 @@ async fn patch(
                 "the patch result is not a JSON object".into(),
             ));
         }
-        checker.check(patched)
+        let patched = checker.check(patched)?;
+        Ok(conversion::to_storage(view, patched))
     })
     .await?;
-    let mut resp = h::json(200, &obj);
+    let mut resp = h::json(200, &conversion::to_version(view, obj));
     fv::add_warnings(&mut resp, &checker.warnings());
     Ok(resp)
 }

@@ -1,7 +1,8 @@
 //! Accept loop, per-connection HTTP (1.1 and cleartext HTTP/2), and request dispatch to
 //! discovery, OpenAPI and the REST layer. `start` bootstraps (connects to etcd, creates the
-//! system namespaces) before it reports ready, so a returned [`Handle`] is serving; it also
-//! starts the namespace controller in-process, on a loopback client.
+//! system namespaces, then the `default/kubernetes` Service) before it reports ready, so a
+//! returned [`Handle`] is serving; it also starts the namespace controller, the garbage
+//! collector and the kubernetes Service controller in-process, on a loopback client.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,7 +23,7 @@ use super::query::Query;
 use super::route::{self, Route};
 use super::storage::{StorageError, Store};
 use super::{discovery, object, openapi, rest, ApiServer, Config};
-use crate::controllers::namespace;
+use crate::controllers::{garbage_collector, kubernetes_service, namespace};
 
 /// Why the apiserver could not start.
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +58,8 @@ pub struct Handle {
     api: Arc<ApiServer>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
-    /// The in-process controllers (the namespace controller) and how to stop them.
+    /// The in-process controllers (namespace controller, garbage collector) and how to stop
+    /// them.
     stop_controllers: watch::Sender<bool>,
     controllers: tokio::task::JoinHandle<()>,
 }
@@ -105,13 +107,20 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
         source,
     })?;
     let cidr = config.service_cidr().map_err(StartError::Config)?;
+    let node_ports = config.node_port_range().map_err(StartError::Config)?;
     let (wake, woken) = mpsc::channel(NAMESPACE_WAKE_QUEUE);
+    // One slot: a garbage-collector pass looks at everything, so one queued wake-up is enough.
+    let (gc_wake, gc_woken) = mpsc::channel(1);
+    let (kubernetes_wake, kubernetes_woken) = mpsc::channel(1);
     let api = Arc::new(ApiServer::new(
         store,
         config.etcd_prefix.clone(),
         cidr,
+        node_ports,
         wake,
         config.watch_cache(),
+        gc_wake,
+        kubernetes_wake,
     ));
     bootstrap(&api).await.map_err(|source| StartError::Etcd {
         endpoints: config.etcd_servers.clone(),
@@ -134,13 +143,31 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
     let addr = listener
         .local_addr()
         .map_err(|source| StartError::Bind { addr, source })?;
+    // kube-apiserver's bootstrap controller: the kubernetes Service is there once we serve.
+    let desired = kubernetes_service::Desired {
+        cluster_ip: cidr.first(),
+        address: config.advertise_address(),
+        port: addr.port(),
+    };
+    if let Err(e) = kubernetes_service::reconcile(&Loopback(api.clone()), &desired).await {
+        tracing::warn!(error = %e, "creating the default/kubernetes Service; will retry");
+    }
     let (stop, stopped) = oneshot::channel();
     let (stop_controllers, controllers_stopped) = watch::channel(false);
-    let controllers = tokio::spawn(namespace::run(
-        Loopback(api.clone()),
-        woken,
-        controllers_stopped,
-    ));
+    let controllers = tokio::spawn({
+        let namespaces = namespace::run(Loopback(api.clone()), woken, controllers_stopped.clone());
+        let collector =
+            garbage_collector::run(Loopback(api.clone()), gc_woken, controllers_stopped.clone());
+        let kubernetes = kubernetes_service::run(
+            Loopback(api.clone()),
+            desired,
+            kubernetes_woken,
+            controllers_stopped,
+        );
+        async move {
+            tokio::join!(namespaces, collector, kubernetes);
+        }
+    });
     let task = tokio::spawn(serve(listener, api.clone(), stopped));
     Ok(Handle {
         api,

@@ -7,7 +7,8 @@
 //! Dynamic allocation picks a random free address from the upper band of the range and falls
 //! back to the lower band, which is kept for clients that ask for a specific IP (Kubernetes'
 //! band offset: min(max(16, size/16), 256)). The network address, the broadcast address and the
-//! first address (the `kubernetes` Service's in every cluster) are never handed out.
+//! first address (the `default/kubernetes` Service's in every cluster) are never handed out,
+//! and only that Service may ask for the first address.
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
@@ -198,13 +199,17 @@ fn clear_ip_fields(svc: &mut Value) {
     }
 }
 
-/// What a write of a Service must do about its cluster IP.
+/// What a write of a Service must do about its cluster IP (and node ports, merged in by
+/// `service_node_port`).
 #[derive(Debug, Default)]
 pub struct Plan {
     pub guards: Vec<Guard>,
     pub side: Vec<SideOp>,
     /// The IP was picked here (not asked for): a lost race may retry with another.
     pub picked: Option<Ipv4Addr>,
+    /// One per guard: the error to answer when that guard fails because the value was asked
+    /// for and someone holds it; None when the value was picked here, so a lost race retries.
+    pub conflicts: Vec<Option<ApiError>>,
 }
 
 /// Everything an allocation needs to know.
@@ -230,6 +235,7 @@ impl Allocator<'_> {
             .unwrap_or("");
         let key = reservation_key(self.prefix, ip);
         let record = ip_address_object(ip, ns, name, self.uid, self.now);
+        let conflict = (!picked).then(|| already_allocated(name, ip));
         set_ip_fields(svc, &ip.to_string());
         Plan {
             guards: vec![Guard::Absent(key.clone())],
@@ -238,6 +244,7 @@ impl Allocator<'_> {
                 serde_json::to_vec(&record).unwrap_or_default(),
             )],
             picked: picked.then_some(ip),
+            conflicts: vec![conflict],
         }
     }
 
@@ -250,7 +257,10 @@ impl Allocator<'_> {
             return Ok(Plan::default());
         }
         if let Some(ip) = requested(self.cidr, name, svc)? {
-            if self.used.contains(&ip) || ip == self.cidr.first() {
+            let kubernetes = svc.pointer("/metadata/namespace").and_then(Value::as_str)
+                == Some("default")
+                && name == "kubernetes";
+            if self.used.contains(&ip) || (ip == self.cidr.first() && !kubernetes) {
                 return Err(already_allocated(name, ip));
             }
             return Ok(self.take(svc, ip, false));

@@ -412,7 +412,7 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
                 .iter()
                 .map(|p| {
                     let proto = p["protocol"].as_str().unwrap_or("TCP");
-                    match p["nodePort"].as_i64() {
+                    match p["nodePort"].as_i64().filter(|np| *np != 0) {
                         Some(np) => format!("{}:{np}/{proto}", p["port"]),
                         None => format!("{}/{proto}", p["port"]),
                     }

@@ -43,6 +43,7 @@ use super::status::{ApiError, Cause};
 use super::table;
 use super::watch_cache::{CacheEvent, CachedObject, Message, Start, Subscription};
 use super::ApiServer;
+use super::{conversion, object};
 
 /// Longest a watch stays open without `timeoutSeconds` (kube-apiserver's --min-request-timeout
 /// is 30 minutes); clients re-establish from their last resourceVersion.
@@ -245,9 +246,14 @@ impl Encoder {
                     &self.table_query,
                 )
             }
-            Render::Table if ty != "ERROR" => {
-                table::to_table(self.def.kind, &[obj], json!({}), &self.table_query)
-            }
+            Render::Table if ty != "ERROR" => table::to_table(
+                self.def.kind,
+                &[conversion::to_version(self.def, obj)],
+                json!({}),
+                &self.table_query,
+            ),
+            // Objects are cached as stored; a watch of another version gets them converted.
+            _ if ty != "ERROR" && ty != "BOOKMARK" => conversion::to_version(self.def, obj),
             _ => obj,
         };
         let mut line = serde_json::to_vec(&json!({"type": ty, "object": obj})).unwrap_or_default();
@@ -258,7 +264,7 @@ impl Encoder {
     /// An event about a cached object: its JSON is reused, not re-encoded, unless it becomes a
     /// Table.
     fn cached(&self, ty: &str, obj: &CachedObject) -> Bytes {
-        if let Render::Table = self.render {
+        if self.render == Render::Table || !std::ptr::eq(conversion::storage_def(self.def), self.def) {
             return self.event(ty, obj.value.clone());
         }
         let json = obj.json();

@@ -4,5 +4,23 @@
 //! controller-manager over HTTP.
 //!
 //! - [`namespace`]: empties a terminating namespace, then removes its `kubernetes` finalizer.
+//! - [`garbage_collector`]: deletes dependents whose owners are gone, orphans or deletes the
+//!   dependents of owners deleted with the `orphan` / `foregroundDeletion` finalizers.
+//! - [`kubernetes_service`]: keeps the `default/kubernetes` Service and Endpoints.
 
+pub mod garbage_collector;
+pub mod kubernetes_service;
 pub mod namespace;
+
+/// Why an API call of a controller failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClientError {
+    #[error("the object was modified")]
+    Conflict,
+    #[error("not found")]
+    NotFound,
+    #[error("already exists")]
+    AlreadyExists,
+    #[error("{0}")]
+    Other(String),
+}

@@ -41,16 +41,7 @@ impl Resource {
     }
 }
 
-/// Why a call failed.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum ClientError {
-    #[error("the object was modified")]
-    Conflict,
-    #[error("not found")]
-    NotFound,
-    #[error("{0}")]
-    Other(String),
-}
+pub use super::ClientError;
 
 /// The API calls the controller makes (client-go's, in kube-controller-manager).
 pub trait NamespaceApi: Send + Sync {

@@ -12,6 +12,19 @@ use crate::on_both_backends;
 
 const NS: &str = "kinds";
 
+/// A StatefulSet's revision, applied once the StatefulSet exists: its owner reference must
+/// carry the owner's uid, or the garbage collector deletes it as an orphan.
+const REVISION: &str = r#"apiVersion: apps/v1
+kind: ControllerRevision
+metadata:
+  name: db-7d4b9c
+  namespace: kinds
+  ownerReferences:
+  - {apiVersion: apps/v1, kind: StatefulSet, name: db, uid: OWNER_UID, controller: true}
+revision: 3
+data: {spec: {}}
+"#;
+
 /// Objects applied as JSON (kubectl apply sends JSON): the kinds with no typed create.
 const MANIFEST: &str = r#"apiVersion: v1
 kind: Endpoints
@@ -82,16 +95,6 @@ spec:
     spec:
       accessModes: [ReadWriteOnce]
       resources: {requests: {storage: 1Gi}}
----
-apiVersion: apps/v1
-kind: ControllerRevision
-metadata:
-  name: db-7d4b9c
-  namespace: kinds
-  ownerReferences:
-  - {apiVersion: apps/v1, kind: StatefulSet, name: db, uid: 00000000-0000-0000-0000-000000000001, controller: true}
-revision: 3
-data: {spec: {}}
 ---
 apiVersion: coordination.k8s.io/v1
 kind: Lease
@@ -382,9 +385,13 @@ async fn kinds_through_kubectl(c: &Cluster) {
     let out = k
         .ok(&["apply", "-f", k.path("kinds.yaml").to_str().unwrap()])
         .await;
-    assert_eq!(out.lines().count(), 11, "{out}");
+    assert_eq!(out.lines().count(), 10, "{out}");
     let sts: Value =
         serde_json::from_str(&k.ok(&["get", "sts", "db", "-n", NS, "-o", "json"]).await).unwrap();
+    let uid = sts["metadata"]["uid"].as_str().unwrap();
+    std::fs::write(k.path("revision.yaml"), REVISION.replace("OWNER_UID", uid)).unwrap();
+    k.ok(&["apply", "-f", k.path("revision.yaml").to_str().unwrap()])
+        .await;
     assert_eq!(sts["spec"]["replicas"], 1);
     assert_eq!(sts["spec"]["podManagementPolicy"], "OrderedReady");
     assert_eq!(

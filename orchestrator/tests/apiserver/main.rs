@@ -3,7 +3,9 @@
 //! raw HTTP (JSON and Kubernetes protobuf bodies) and through the real `kubectl` (skipped loudly
 //! when missing, unless CAIRN_REQUIRE_KUBECTL=1).
 
+mod autoscaling;
 mod crud;
+mod gc;
 mod harness;
 mod kinds;
 mod kube_client;
@@ -11,6 +13,7 @@ mod kubectl;
 mod lifecycle;
 mod openapi;
 mod protobuf;
+mod services;
 mod watch;
 
 /// Declares one test per backend running `$scenario(&Cluster)` (or `&mut Cluster`), optionally

@@ -44,10 +44,16 @@ fn stored(list_json: &str) -> BTreeMap<String, Value> {
             for server_set in ["uid", "creationTimestamp", "resourceVersion", "namespace"] {
                 meta.remove(server_set);
             }
-            // Each Service gets its own cluster IP; that it has one is checked separately.
+            // Each Service gets its own cluster IP and node ports; that it has them is checked
+            // separately.
             if let Some(spec) = item["spec"].as_object_mut() {
-                for allocated in ["clusterIP", "clusterIPs"] {
+                for allocated in ["clusterIP", "clusterIPs", "healthCheckNodePort"] {
                     spec.remove(allocated);
+                }
+                if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
+                    for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+                        p.remove("nodePort");
+                    }
                 }
             }
             let key = format!(
@@ -470,4 +476,55 @@ on_both_backends!(
     protobuf_bodies_over_http,
     protobuf_bodies_over_http_on_cairn_store,
     protobuf_bodies_over_http_on_etcd
+);
+
+async fn autoscaling_v1_protobuf_body(c: &Cluster) {
+    let api = &c.api;
+    eprintln!("-- an autoscaling/v1 HPA in protobuf is stored as v2");
+    // metadata{name} = 1; spec = 2 {scaleTargetRef{kind, name, apiVersion} = 1, minReplicas = 2,
+    // maxReplicas = 3, targetCPUUtilizationPercentage = 4}.
+    let raw = msg(vec![
+        F::B(1, msg(vec![text(1, "pb")])),
+        F::B(
+            2,
+            msg(vec![
+                F::B(
+                    1,
+                    msg(vec![
+                        text(1, "Deployment"),
+                        text(2, "web"),
+                        text(3, "apps/v1"),
+                    ]),
+                ),
+                F::V(2, 1),
+                F::V(3, 4),
+                F::V(4, 55),
+            ]),
+        ),
+    ]);
+    let r = api
+        .call_bytes(
+            "POST",
+            "/apis/autoscaling/v1/namespaces/default/horizontalpodautoscalers",
+            &[("content-type", PROTOBUF)],
+            envelope("autoscaling/v1", "HorizontalPodAutoscaler", raw),
+        )
+        .await;
+    assert_eq!(r.code, 201, "{}", r.body);
+    assert_eq!(r.body["apiVersion"], "autoscaling/v1");
+    assert_eq!(r.body["spec"]["targetCPUUtilizationPercentage"], 55);
+    let v2 = api
+        .get("/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers/pb")
+        .await;
+    assert_eq!(
+        v2.body["spec"]["metrics"],
+        json!([{"type": "Resource", "resource": {"name": "cpu",
+            "target": {"type": "Utilization", "averageUtilization": 55}}}])
+    );
+    assert_eq!(v2.body["spec"]["maxReplicas"], 4);
+}
+on_both_backends!(
+    autoscaling_v1_protobuf_body,
+    autoscaling_v1_protobuf_body_on_cairn_store,
+    autoscaling_v1_protobuf_body_on_etcd
 );
