@@ -1,7 +1,8 @@
-//! The loopback client: the namespace controller's API calls answered in-process by the same
-//! REST functions that serve HTTP, so they get exactly the HTTP verbs' semantics (deletecollection
-//! with finalizers and graceful deletion, optimistic `/status` and `/finalize` updates). A
-//! controller-manager process would implement the same trait over HTTP.
+//! The loopback client: the in-process controllers' API calls (namespace, ClusterRole
+//! aggregation) answered in-process by the same REST functions that serve HTTP, so they get
+//! exactly the HTTP verbs' semantics (deletecollection with finalizers and graceful deletion,
+//! optimistic `/status` and `/finalize` updates). A controller-manager process would implement
+//! the same traits over HTTP.
 
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ use super::route::Target;
 use super::selector::Selectors;
 use super::status::ApiError;
 use super::ApiServer;
+use crate::controllers::clusterrole_aggregation::ClusterRoleApi;
 use crate::controllers::namespace::{ClientError, NamespaceApi, Resource};
 
 /// [`NamespaceApi`] over an in-process apiserver.
@@ -117,5 +119,44 @@ impl NamespaceApi for Loopback {
 
     async fn finalize(&self, ns: &Value) -> Result<(), ClientError> {
         self.update_namespace(ns, UpdateMode::Finalize).await
+    }
+}
+
+impl ClusterRoleApi for Loopback {
+    async fn list_cluster_roles(&self) -> Result<Vec<Value>, ClientError> {
+        let def = resources::lookup("rbac.authorization.k8s.io", "v1", "clusterroles")
+            .ok_or_else(|| ClientError::Other("clusterroles are not served".into()))?;
+        rest::list_objects(
+            &self.0,
+            &target(def, None),
+            &Query::default(),
+            &Selectors::default(),
+        )
+        .await
+        .map(|l| l.items)
+        .map_err(client_err)
+    }
+
+    async fn update_rules(&self, role: &Value, rules: Vec<Value>) -> Result<(), ClientError> {
+        let def = resources::lookup("rbac.authorization.k8s.io", "v1", "clusterroles")
+            .ok_or_else(|| ClientError::Other("clusterroles are not served".into()))?;
+        let name = role
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        // The role as listed, resourceVersion included: a concurrent change is a Conflict.
+        let mut desired = role.clone();
+        desired["rules"] = Value::Array(rules);
+        rest::guaranteed_update(
+            &self.0,
+            &target(def, None),
+            name,
+            false,
+            UpdateMode::Object,
+            |_| Ok(desired.clone()),
+        )
+        .await
+        .map(|_| ())
+        .map_err(client_err)
     }
 }

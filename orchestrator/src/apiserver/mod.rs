@@ -1,7 +1,11 @@
 //! The apiserver: Kubernetes' REST API over objects kept in etcd through the etcd v3 API only.
 //!
 //! - [`config`]: flags (kube-apiserver's names).
-//! - [`server`]: listener, connections (HTTP/1.1 and h2c), request dispatch, `start`/`Handle`.
+//! - [`server`]: listeners (the TLS secure port and the plain insecure port), connections
+//!   (HTTP/1.1 and h2), authentication and authorization of each request, dispatch,
+//!   `start`/`Handle`.
+//! - [`auth`]: TLS, authentication, request attributes, authorization (RBAC), the default
+//!   policy and the review APIs.
 //! - [`route`]: URL path to discovery document or resource target.
 //! - [`discovery`]: /version, /api, /apis, group and resource lists.
 //! - [`openapi`]: /openapi/v2 (protobuf and JSON).
@@ -20,10 +24,12 @@
 //! - [`storage`]: the etcd client (Txn compare-and-swap writes, ranges, watches).
 //! - [`service_ip`]: Service cluster IPs from `--service-cluster-ip-range`.
 //! - [`status`]: API errors and their Status bodies.
-//! - [`loopback`]: the in-process client the namespace controller uses.
+//! - [`loopback`]: the in-process client the namespace and ClusterRole aggregation controllers
+//!   use.
 //! - [`http`], [`query`], [`names`], [`clock`]: bodies and negotiation, query strings, name
 //!   rules and uids, timestamps.
 
+pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod defaults;
@@ -55,6 +61,7 @@ pub use server::{start, Handle, StartError};
 
 use tokio::sync::mpsc;
 
+use auth::Security;
 use resources::ResourceDef;
 use service_ip::ServiceCidr;
 use storage::Store;
@@ -67,6 +74,8 @@ pub struct ApiServer {
     /// Names namespaces for the namespace controller to look at: one was marked for deletion,
     /// or something in one went away. Bounded; when full the controller's relist catches up.
     namespace_wake: mpsc::Sender<String>,
+    /// Authentication and authorization of the secure port.
+    security: Security,
 }
 
 impl ApiServer {
@@ -75,12 +84,14 @@ impl ApiServer {
         prefix: String,
         service_cidr: ServiceCidr,
         namespace_wake: mpsc::Sender<String>,
+        security: Security,
     ) -> ApiServer {
         ApiServer {
             store,
             prefix,
             service_cidr,
             namespace_wake,
+            security,
         }
     }
 

@@ -4,5 +4,8 @@
 //! controller-manager over HTTP.
 //!
 //! - [`namespace`]: empties a terminating namespace, then removes its `kubernetes` finalizer.
+//! - [`clusterrole_aggregation`]: fills aggregated ClusterRoles (`admin`, `edit`, `view`, ...)
+//!   with the rules of the ClusterRoles their selectors match.
 
+pub mod clusterrole_aggregation;
 pub mod namespace;

@@ -254,31 +254,51 @@ async fn wait_ready(endpoint: &str) {
 
 /// An apiserver in front of a backend.
 pub struct Cluster {
+    /// The insecure port (no authentication, every request privileged).
     pub api: Api,
+    /// The secure port's address and the serving certificate file, when it is on.
+    pub secure: Option<(String, PathBuf)>,
     handle: Option<cairn::apiserver::Handle>,
     pub backend: Backend,
 }
 
 impl Cluster {
+    /// An apiserver with only the insecure port.
     pub async fn start(backend: Backend) -> Cluster {
-        eprintln!("== apiserver on {}", backend.name());
-        let args = [
+        Self::start_with(backend, &["--secure-port", "0"]).await
+    }
+
+    /// An apiserver with these flags besides `--etcd-servers` and `--insecure-port 0`.
+    pub async fn start_with(backend: Backend, flags: &[&str]) -> Cluster {
+        eprintln!("== apiserver on {} {flags:?}", backend.name());
+        let mut args = vec![
             "cairn",
             "--etcd-servers",
             backend.endpoint(),
             "--insecure-port",
             "0",
         ];
+        args.extend_from_slice(flags);
         let cfg = cairn::apiserver::Config::parse_args(args.iter().map(|s| s.to_string()))
             .expect("flags");
         let handle = cairn::apiserver::start(cfg).await.expect("start apiserver");
         Cluster {
-            api: Api {
-                addr: handle.addr().to_string(),
-            },
+            api: Api::plain(handle.addr().to_string()),
+            secure: handle.secure_addr().map(|a| {
+                let cert = handle.serving_cert_file().expect("serving certificate");
+                (a.to_string(), cert.to_path_buf())
+            }),
             handle: Some(handle),
             backend,
         }
+    }
+
+    /// Stops this apiserver and starts another on the same backend with `flags`.
+    pub async fn restart_with(mut self, flags: &[&str]) -> Cluster {
+        if let Some(h) = self.handle.take() {
+            h.shutdown().await;
+        }
+        Cluster::start_with(self.backend, flags).await
     }
 
     pub async fn stop(mut self) {
@@ -288,10 +308,13 @@ impl Cluster {
     }
 }
 
-/// A minimal HTTP/1.1 client for the API.
+/// A minimal HTTP/1.1 client for the API: plain, or over TLS (optionally with a client
+/// certificate), optionally sending a bearer token.
 #[derive(Clone)]
 pub struct Api {
     pub addr: String,
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    pub token: Option<String>,
 }
 
 pub struct Reply {
@@ -300,6 +323,31 @@ pub struct Reply {
 }
 
 impl Api {
+    pub fn plain(addr: String) -> Api {
+        Api {
+            addr,
+            tls: None,
+            token: None,
+        }
+    }
+
+    /// A client of a secure port trusting `tls`'s roots.
+    pub fn secure(addr: String, tls: std::sync::Arc<rustls::ClientConfig>) -> Api {
+        Api {
+            addr,
+            tls: Some(tls),
+            token: None,
+        }
+    }
+
+    /// The same client, sending `Authorization: Bearer <token>`.
+    pub fn with_token(&self, token: &str) -> Api {
+        Api {
+            token: Some(token.to_string()),
+            ..self.clone()
+        }
+    }
+
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
@@ -314,14 +362,34 @@ impl Api {
         let stream = tokio::net::TcpStream::connect(&self.addr)
             .await
             .expect("connect to apiserver");
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .expect("handshake");
-        tokio::spawn(conn);
+        let mut sender = match &self.tls {
+            None => {
+                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                    .await
+                    .expect("handshake");
+                tokio::spawn(conn);
+                sender
+            }
+            Some(config) => {
+                let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
+                let tls = tokio_rustls::TlsConnector::from(config.clone())
+                    .connect(name, stream)
+                    .await
+                    .expect("TLS handshake with the apiserver");
+                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+                    .await
+                    .expect("handshake");
+                tokio::spawn(conn);
+                sender
+            }
+        };
         let mut req = hyper::Request::builder()
             .method(method)
             .uri(path)
             .header("host", &self.addr);
+        if let Some(token) = &self.token {
+            req = req.header("authorization", format!("Bearer {token}"));
+        }
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
@@ -451,6 +519,17 @@ impl Kubectl {
         let home = tempfile::tempdir().expect("tempdir");
         let config = format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: cairn\n  cluster:\n    server: {server}\ncontexts:\n- name: cairn\n  context:\n    cluster: cairn\n    user: dev\ncurrent-context: cairn\nusers:\n- name: dev\n  user: {{}}\n"
+        );
+        std::fs::write(home.path().join("kubeconfig"), config).expect("write kubeconfig");
+        Kubectl { home }
+    }
+
+    /// kubectl for a secure port: the server's CA from `ca_file`, and a bearer token.
+    pub fn with_token(server: &str, ca_file: &std::path::Path, token: &str) -> Kubectl {
+        let home = tempfile::tempdir().expect("tempdir");
+        let config = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: cairn\n  cluster:\n    server: {server}\n    certificate-authority: {}\ncontexts:\n- name: cairn\n  context:\n    cluster: cairn\n    user: dev\ncurrent-context: cairn\nusers:\n- name: dev\n  user:\n    token: {token}\n",
+            ca_file.display()
         );
         std::fs::write(home.path().join("kubeconfig"), config).expect("write kubeconfig");
         Kubectl { home }
