@@ -147,6 +147,49 @@ fn roots(cert_file: &Path) -> rustls::RootCertStore {
     roots
 }
 
+/// A client certificate (CN mallory, O system:masters) from a CA the server does not trust.
+fn untrusted_client_cert() -> (
+    Vec<rustls_pki_types::CertificateDer<'static>>,
+    rustls_pki_types::PrivateKeyDer<'static>,
+) {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "system:masters");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "mallory");
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params.self_signed(&key).expect("cert");
+    (
+        vec![cert.der().clone()],
+        rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+    )
+}
+
+/// Whether the server refuses a connection made with `config` (during or right after the
+/// handshake: with TLS 1.3 the client learns of a refused certificate on its first read).
+async fn connection_refused(addr: &str, config: rustls::ClientConfig) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let Ok(mut tls) = connector.connect(name, tcp).await else {
+        return true;
+    };
+    if tls
+        .write_all(b"GET /version HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .is_err()
+    {
+        return true;
+    }
+    let mut buf = [0u8; 64];
+    matches!(tls.read(&mut buf).await, Err(_) | Ok(0))
+}
+
 fn builder() -> rustls::ConfigBuilder<rustls::ClientConfig, rustls::WantsVerifier> {
     rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
@@ -583,6 +626,19 @@ async fn authentication_and_reviews(backend: Backend) {
     let r = anonymous.with_token("wrong").get("/version").await;
     assert_eq!((r.code, &r.body), (401, &unauthorized));
     assert_eq!(anonymous.get("/version").await.code, 200);
+
+    eprintln!("-- a client certificate from another CA is refused during the handshake");
+    let (addr, cert_file) = cluster.secure.clone().expect("secure port");
+    let (chain, key) = untrusted_client_cert();
+    let mallory = builder()
+        .with_root_certificates(roots(&cert_file))
+        .with_client_auth_cert(chain, key)
+        .expect("client certificate");
+    assert!(connection_refused(&addr, mallory).await);
+    let plain = builder()
+        .with_root_certificates(roots(&cert_file))
+        .with_no_client_auth();
+    assert!(!connection_refused(&addr, plain).await);
 
     eprintln!("-- who am I: token, certificate, anonymous");
     let ssr = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"});

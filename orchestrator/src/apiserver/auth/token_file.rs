@@ -28,9 +28,18 @@ pub enum TokenFileError {
 }
 
 /// Tokens and the users they stand for.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct TokenFile {
     tokens: HashMap<String, UserInfo>,
+}
+
+/// Never prints the tokens, which are secrets.
+impl std::fmt::Debug for TokenFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenFile")
+            .field("tokens", &self.tokens.len())
+            .finish()
+    }
 }
 
 impl TokenFile {
@@ -194,5 +203,12 @@ mod tests {
         );
         assert!(TokenFile::parse(Path::new("t"), "t1,\"alice,u1\n").is_err());
         assert!(TokenFile::parse(Path::new("t"), "t1,al\"ice,u1\n").is_err());
+    }
+
+    #[test]
+    fn debug_output_hides_the_tokens() {
+        let f = TokenFile::parse(Path::new("t"), "s3cret,alice,1\n").unwrap();
+        let shown = format!("{f:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
     }
 }
