@@ -739,7 +739,49 @@ async fn authentication_and_reviews(backend: Backend) {
         .as_array()
         .map(|a| a.iter().filter_map(|x| x["name"].as_str()).collect())
         .unwrap_or_default();
-    assert_eq!(names, ["selfsubjectaccessreviews", "subjectaccessreviews"]);
+    assert_eq!(
+        names,
+        [
+            "selfsubjectaccessreviews",
+            "selfsubjectrulesreviews",
+            "subjectaccessreviews"
+        ]
+    );
+
+    eprintln!("-- what may I do here: SelfSubjectRulesReview");
+    let ssrr = |ns: &str| json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectRulesReview", "spec": {"namespace": ns}});
+    let path = "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews";
+    let r = carol.post(path, &ssrr("dev")).await;
+    assert_eq!(r.code, 201, "{}", r.body);
+    let rules = r.body["status"]["resourceRules"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        rules.iter().any(|r| r["apiGroups"] == json!(["apps"])
+            && r["resources"]
+                .as_array()
+                .is_some_and(|x| x.contains(&json!("deployments")))
+            && r["verbs"]
+                .as_array()
+                .is_some_and(|x| x.contains(&json!("create")))),
+        "edit's rules in dev: {rules:?}"
+    );
+    assert_eq!(r.body["status"]["incomplete"], false);
+    let r = carol.post(path, &ssrr("prod")).await;
+    let rules = r.body["status"]["resourceRules"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        !rules.iter().any(|r| r["apiGroups"] == json!(["apps"])),
+        "nothing of edit outside dev: {rules:?}"
+    );
+    let r = carol.post(path, &ssrr("")).await;
+    assert_eq!(
+        (r.code, r.body["message"].as_str()),
+        (400, Some("no namespace on request"))
+    );
     cluster.stop().await;
 }
 
@@ -892,6 +934,29 @@ async fn kubectl_with_a_token(backend: Backend) {
         .run(&["auth", "can-i", "create", "deployments", "-n", "prod"])
         .await;
     assert_eq!((out.ok, out.stdout.trim()), (false, "no"));
+    let out = carol.ok(&["auth", "can-i", "--list", "-n", "dev"]).await;
+    let deployments: Vec<&str> = out
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some("deployments.apps"))
+        .map(|l| l.split_whitespace().collect())
+        .unwrap_or_default();
+    assert_eq!(
+        deployments,
+        [
+            "deployments.apps",
+            "[]",
+            "[]",
+            "[create",
+            "delete",
+            "deletecollection",
+            "patch",
+            "update",
+            "get",
+            "list",
+            "watch]"
+        ],
+        "{out}"
+    );
     let out = carol.run(&["auth", "can-i", "get", "/healthz"]).await;
     assert_eq!((out.ok, out.stdout.trim()), (true, "yes"));
     let out = carol.ok(&["auth", "whoami"]).await;

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use super::super::status::ApiError;
-use super::rbac::Verdict;
+use super::rbac::{Rule, Verdict};
 use super::rbac_cache::RbacCache;
 use super::request_info::RequestInfo;
 use super::{UserInfo, MASTERS_GROUP};
@@ -101,6 +101,58 @@ impl Authorizer {
             }
         }
         Decision::NoOpinion(reasons.join("\n"))
+    }
+}
+
+/// What a user may do in a namespace, as the modes can tell (SelfSubjectRulesReview).
+#[derive(Debug, Clone, Default)]
+pub struct RuleList {
+    pub rules: Vec<Rule>,
+    /// Some mode could not list everything it would allow (RBAC bindings to missing roles).
+    pub incomplete: bool,
+    pub evaluation_error: String,
+}
+
+impl Authorizer {
+    /// Every rule the modes grant `user` in `namespace`, in mode order: AlwaysAllow and
+    /// `system:masters` grant everything, AlwaysDeny nothing, RBAC the rules of the bindings that
+    /// name the user.
+    pub fn rules_for(&self, user: &UserInfo, namespace: &str) -> RuleList {
+        let everything = || {
+            vec![
+                Rule {
+                    verbs: vec!["*".into()],
+                    api_groups: vec!["*".into()],
+                    resources: vec!["*".into()],
+                    ..Rule::default()
+                },
+                Rule {
+                    verbs: vec!["*".into()],
+                    non_resource_urls: vec!["*".into()],
+                    ..Rule::default()
+                },
+            ]
+        };
+        let mut list = RuleList::default();
+        if user.in_group(MASTERS_GROUP) {
+            list.rules.extend(everything());
+        }
+        for mode in &self.modes {
+            match mode {
+                Mode::AlwaysAllow => list.rules.extend(everything()),
+                Mode::AlwaysDeny => {}
+                Mode::Rbac => {
+                    let Some(rbac) = &self.rbac else { continue };
+                    let (rules, errors) = rbac.rules_for(user, namespace);
+                    list.rules.extend(rules);
+                    if !errors.is_empty() {
+                        list.incomplete = true;
+                        list.evaluation_error = errors.join(", ");
+                    }
+                }
+            }
+        }
+        list
     }
 }
 

@@ -229,15 +229,40 @@ impl Policy {
         })
     }
 
-    pub fn authorize(&self, user: &UserInfo, request: &RequestInfo) -> Verdict {
-        let mut errors = Vec::new();
+    /// Every ClusterRoleBinding, then the RoleBindings of `namespace` (none when it is empty).
+    fn bindings_for<'a>(&'a self, namespace: &'a str) -> impl Iterator<Item = &'a Binding> + 'a {
         let namespaced = self
             .role_bindings
-            .range((request.namespace.clone(), String::new())..)
-            .take_while(|((ns, _), _)| *ns == request.namespace)
-            .filter(|_| !request.namespace.is_empty())
+            .range((namespace.to_string(), String::new())..)
+            .take_while(move |((ns, _), _)| ns == namespace)
+            .filter(move |_| !namespace.is_empty())
             .map(|(_, b)| b);
-        for binding in self.cluster_role_bindings.values().chain(namespaced) {
+        self.cluster_role_bindings.values().chain(namespaced)
+    }
+
+    /// Every rule that applies to `user` in `namespace` (Kubernetes' `RulesFor`), and the
+    /// errors of bindings whose roles could not be found.
+    pub fn rules_for(&self, user: &UserInfo, namespace: &str) -> (Vec<Rule>, Vec<String>) {
+        let (mut rules, mut errors) = (Vec::new(), Vec::new());
+        for binding in self.bindings_for(namespace) {
+            if !binding
+                .subjects
+                .iter()
+                .any(|s| s.applies_to(user, &binding.namespace))
+            {
+                continue;
+            }
+            match self.rules_of(binding) {
+                Ok(r) => rules.extend_from_slice(r),
+                Err(e) => errors.push(e),
+            }
+        }
+        (rules, errors)
+    }
+
+    pub fn authorize(&self, user: &UserInfo, request: &RequestInfo) -> Verdict {
+        let mut errors = Vec::new();
+        for binding in self.bindings_for(&request.namespace) {
             let Some(subject) = binding
                 .subjects
                 .iter()

@@ -142,6 +142,14 @@ impl RbacCache {
             .authorize(user, request)
     }
 
+    /// The rules that apply to `user` in `namespace`, and the errors met collecting them.
+    pub fn rules_for(&self, user: &UserInfo, namespace: &str) -> (Vec<Rule>, Vec<String>) {
+        self.policy
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .rules_for(user, namespace)
+    }
+
     /// Changes whenever a ClusterRole is created, changed or deleted.
     pub fn cluster_role_changes(&self) -> watch::Receiver<u64> {
         self.cluster_role_changes.subscribe()

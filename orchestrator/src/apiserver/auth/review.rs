@@ -2,6 +2,8 @@
 //!
 //! - authorization.k8s.io/v1 `SelfSubjectAccessReview` (`kubectl auth can-i`): may the caller do
 //!   this (resourceAttributes or nonResourceAttributes)?
+//! - authorization.k8s.io/v1 `SelfSubjectRulesReview` (`kubectl auth can-i --list`): what may
+//!   the caller do in a namespace?
 //! - authorization.k8s.io/v1 `SubjectAccessReview`: may this user/groups do it?
 //! - authentication.k8s.io/v1 `SelfSubjectReview` (`kubectl auth whoami`): who am I?
 //!
@@ -14,7 +16,7 @@ use serde_json::{json, Map, Value};
 
 use super::super::http::{self as h, Body};
 use super::super::status::{ApiError, Cause};
-use super::authorize::{Authorizer, Decision};
+use super::authorize::{Authorizer, Decision, RuleList};
 use super::request_info::RequestInfo;
 use super::UserInfo;
 
@@ -40,6 +42,12 @@ pub const REVIEWS: &[ReviewDef] = &[
         version: "v1",
         plural: "selfsubjectaccessreviews",
         kind: "SelfSubjectAccessReview",
+    },
+    ReviewDef {
+        group: "authorization.k8s.io",
+        version: "v1",
+        plural: "selfsubjectrulesreviews",
+        kind: "SelfSubjectRulesReview",
     },
     ReviewDef {
         group: "authorization.k8s.io",
@@ -99,6 +107,13 @@ pub async fn handle(
     }
     let status = match review.kind {
         "SelfSubjectReview" => json!({"userInfo": user_info_json(user)}),
+        "SelfSubjectRulesReview" => {
+            let namespace = obj["spec"]["namespace"].as_str().unwrap_or("");
+            if namespace.is_empty() {
+                return Err(ApiError::BadRequest("no namespace on request".into()));
+            }
+            rules_json(&authorizer.rules_for(user, namespace))
+        }
         "SelfSubjectAccessReview" => {
             let info = attributes(review, &obj["spec"])?;
             decision_json(&authorizer.authorize(user, &info))
@@ -142,6 +157,36 @@ fn decision_json(d: &Decision) -> Value {
     }
     if !d.reason().is_empty() {
         status["reason"] = json!(d.reason());
+    }
+    status
+}
+
+/// A SubjectRulesReviewStatus: each rule with resources as a resource rule, each with
+/// nonResourceURLs as a non-resource rule.
+fn rules_json(list: &RuleList) -> Value {
+    let mut resource_rules = Vec::new();
+    let mut non_resource_rules = Vec::new();
+    for r in &list.rules {
+        if !r.resources.is_empty() {
+            let mut rule =
+                json!({"verbs": r.verbs, "apiGroups": r.api_groups, "resources": r.resources});
+            if !r.resource_names.is_empty() {
+                rule["resourceNames"] = json!(r.resource_names);
+            }
+            resource_rules.push(rule);
+        }
+        if !r.non_resource_urls.is_empty() {
+            non_resource_rules
+                .push(json!({"verbs": r.verbs, "nonResourceURLs": r.non_resource_urls}));
+        }
+    }
+    let mut status = json!({
+        "resourceRules": resource_rules,
+        "nonResourceRules": non_resource_rules,
+        "incomplete": list.incomplete,
+    });
+    if !list.evaluation_error.is_empty() {
+        status["evaluationError"] = json!(list.evaluation_error);
     }
     status
 }
