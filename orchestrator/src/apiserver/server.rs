@@ -23,7 +23,9 @@ use super::auth::authorize::{self, Authorizer, Mode};
 use super::auth::rbac_cache::RbacCache;
 use super::auth::tls::{self, ServingCert, TlsError};
 use super::auth::token_file::{TokenFile, TokenFileError};
-use super::auth::{bootstrap_policy, request_info, review, x509, Caller, Security, UserInfo};
+use super::auth::{
+    bootstrap_policy, impersonate, request_info, review, x509, Caller, Security, UserInfo,
+};
 use super::http::{self as h, Body};
 use super::loopback::Loopback;
 use super::query::Query;
@@ -439,6 +441,7 @@ fn admit(
             tracing::debug!(error = %e, "unable to authenticate the request");
             super::status::ApiError::Unauthorized
         })?;
+    let user = impersonate::impersonate(&security.authorizer, user, headers)?;
     let info = request_info::resolve(method, path, query);
     let decision = security.authorizer.authorize(&user, &info);
     if decision.allowed() {

@@ -576,6 +576,33 @@ async fn rbac_allow_deny_matrix(backend: Backend) {
         assert_eq!((r.code, &r.body), (403, want), "{method} {path}");
     }
 
+    eprintln!("-- impersonation: allowed to system:masters, refused to others");
+    let as_alice = [("impersonate-user", "alice")];
+    let r = admin
+        .call_with("GET", "/api/v1/namespaces/prod/pods", &as_alice, "")
+        .await;
+    assert_eq!(
+        (r.code, &r.body),
+        (
+            403,
+            &forbidden("pods is forbidden: User \"alice\" cannot list resource \"pods\" in API group \"\" in the namespace \"prod\"", "pods", "", "")
+        )
+    );
+    let r = admin
+        .call_with("GET", "/apis/batch/v1/namespaces/prod/jobs", &as_alice, "")
+        .await;
+    assert_eq!(r.code, 200, "{}", r.body);
+    let r = alice
+        .call_with("GET", "/version", &[("impersonate-user", "admin")], "")
+        .await;
+    assert_eq!(
+        (r.code, &r.body),
+        (
+            403,
+            &forbidden("users \"admin\" is forbidden: User \"alice\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope", "users", "", "admin")
+        )
+    );
+
     eprintln!("-- the aggregated roles are filled by the aggregation controller");
     let view = admin
         .get("/apis/rbac.authorization.k8s.io/v1/clusterroles/view")
@@ -972,6 +999,32 @@ async fn kubectl_with_a_token(backend: Backend) {
             vec!["UID", "4"],
             vec!["Groups", "[qa", "readers", "system:authenticated]"],
         ]
+    );
+
+    eprintln!("-- impersonation with --as / --as-group");
+    let admin = Kubectl::with_token(&server, &cert_file, "admin-token");
+    let out = admin
+        .ok(&["auth", "whoami", "--as=alice", "--as-group=qa"])
+        .await;
+    assert!(
+        out.contains("alice") && out.contains("[qa system:authenticated]"),
+        "{out}"
+    );
+    let out = admin
+        .run(&["get", "pods", "-n", "prod", "--as=carol"])
+        .await;
+    assert!(!out.ok);
+    assert!(
+        out.stderr.contains("Error from server (Forbidden): pods is forbidden: User \"carol\" cannot list resource \"pods\" in API group \"\" in the namespace \"prod\""),
+        "{}",
+        out.stderr
+    );
+    let out = carol.run(&["get", "pods", "-n", "dev", "--as=admin"]).await;
+    assert!(!out.ok);
+    assert!(
+        out.stderr.contains("users \"admin\" is forbidden: User \"carol\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope"),
+        "{}",
+        out.stderr
     );
 
     eprintln!("-- a wrong token");

@@ -7,6 +7,7 @@
 //! - [`x509`]: a certificate subject's CN and O values, read from DER.
 //! - [`token_file`]: `--token-auth-file`, Kubernetes' CSV format.
 //! - [`authenticate`]: client certificate, bearer token, anonymous; 401 when credentials fail.
+//! - [`impersonate`]: `Impersonate-*` headers, allowed by the `impersonate` verb.
 //! - [`request_info`]: kube's RequestInfo resolver (verb, API group, resource, subresource,
 //!   namespace, name; or a non-resource path).
 //! - [`authorize`]: `--authorization-mode` (AlwaysAllow, AlwaysDeny, RBAC) as a union, and the
@@ -23,6 +24,7 @@
 pub mod authenticate;
 pub mod authorize;
 pub mod bootstrap_policy;
+pub mod impersonate;
 pub mod rbac;
 pub mod rbac_cache;
 pub mod request_info;
