@@ -488,6 +488,7 @@ async fn dispatch(
     resp
 }
 
+/// Discovery, health, OpenAPI and the REST layer, for an admitted request.
 async fn route_request(
     api: &ApiServer,
     parts: &http::request::Parts,
@@ -497,13 +498,12 @@ async fn route_request(
     host: &str,
     body: Incoming,
 ) -> Result<Response<Body>, super::status::ApiError> {
-    let (query, method) = (query, method.clone());
     match route::resolve(path) {
         Err(e) => Err(e),
         Ok(Route::Resource(target)) => {
-            rest::handle(api, &method, target, query, &parts.headers, body).await
+            rest::handle(api, method, target, query, &parts.headers, body).await
         }
-        Ok(_) if method != Method::GET && method != Method::HEAD => {
+        Ok(_) if *method != Method::GET && *method != Method::HEAD => {
             Err(super::status::ApiError::MethodNotAllowed)
         }
         Ok(Route::Version) => Ok(h::json(200, &discovery::version())),
