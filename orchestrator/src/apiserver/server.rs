@@ -195,6 +195,10 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
                 addr: secure_addr,
                 source,
             })?;
+        let secure_addr = l.local_addr().map_err(|source| StartError::Bind {
+            addr: secure_addr,
+            source,
+        })?;
         tracing::info!(
             addr = %secure_addr,
             cert = %serving.cert_file.display(),
