@@ -14,6 +14,7 @@ use http::{header, HeaderMap, Method, Response};
 use hyper::body::Incoming;
 use serde_json::{json, Value};
 
+use super::auth::escalation;
 use super::deletion::{self, DeleteOptions};
 use super::http::{self as h, Body, BodyEncoding, Render};
 use super::object::{self, meta_str, UpdateMode};
@@ -426,6 +427,13 @@ async fn create(
     let dry_run = q.dry_run()?;
     let mut obj = h::parse_body(encoding, body, &t.def.api_version(), t.def.kind)?;
     let name = object::prepare_create(t.def, t.namespace.as_deref(), &mut obj)?;
+    escalation::check(
+        &api.security.authorizer,
+        t.def,
+        t.namespace.as_deref(),
+        &obj,
+        None,
+    )?;
     let key = api.object_key(t.def, t.namespace.as_deref(), &name);
     let namespace_missing =
         || ApiError::not_found("namespaces", t.namespace.clone().unwrap_or_default());
@@ -565,6 +573,13 @@ pub async fn guaranteed_update(
             &current,
             &mut desired,
             mode,
+        )?;
+        escalation::check(
+            &api.security.authorizer,
+            t.def,
+            t.namespace.as_deref(),
+            &desired,
+            Some(&current),
         )?;
         if deletion::completes_deletion(t.def, &current, &desired) {
             // The last finalizer is gone: the update deletes the object (Kubernetes'

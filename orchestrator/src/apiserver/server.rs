@@ -24,7 +24,8 @@ use super::auth::rbac_cache::RbacCache;
 use super::auth::tls::{self, ServingCert, TlsError};
 use super::auth::token_file::{TokenFile, TokenFileError};
 use super::auth::{
-    bootstrap_policy, impersonate, request_info, review, x509, Caller, Security, UserInfo,
+    bootstrap_policy, escalation, impersonate, request_info, review, x509, Caller, Security,
+    UserInfo,
 };
 use super::http::{self as h, Body};
 use super::loopback::Loopback;
@@ -480,7 +481,10 @@ async fn dispatch(
             )
             .await
         }
-        (Ok(_), None) => route_request(api, &parts, &path, &query, &method, host, body).await,
+        (Ok(user), None) => {
+            let routed = route_request(api, &parts, &path, &query, &method, host, body);
+            escalation::with_user(user, routed).await
+        }
     };
     let resp = result.unwrap_or_else(|e| h::error(&e));
     tracing::debug!(

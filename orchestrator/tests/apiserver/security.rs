@@ -623,6 +623,81 @@ async fn rbac_allow_deny_matrix(backend: Backend) {
         admin_role.body
     );
 
+    eprintln!("-- escalation: roles and bindings grant no more than their writer holds");
+    let binding = |name: &str, kind: &str, role: &str, user: &str| {
+        typed(
+            "rolebindings",
+            json!({
+                "metadata": {"name": name},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": role},
+                "subjects": [{"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": user}],
+            }),
+        )
+    };
+    let roles = "/apis/rbac.authorization.k8s.io/v1/namespaces/dev/roles";
+    let bindings = "/apis/rbac.authorization.k8s.io/v1/namespaces/dev/rolebindings";
+    ok(
+        &admin
+            .post(
+                bindings,
+                &binding("carol-admin", "ClusterRole", "admin", "carol"),
+            )
+            .await,
+        "carol administers dev",
+    );
+    let pods_role = typed(
+        "roles",
+        json!({"metadata": {"name": "pods"}, "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}]}),
+    );
+    eventually(&carol, "POST", roles, &pods_role.to_string(), 201).await;
+    let nodes_role = typed(
+        "roles",
+        json!({"metadata": {"name": "nodes"}, "rules": [{"apiGroups": [""], "resources": ["nodes", "pods"], "verbs": ["get"]}]}),
+    );
+    let r = carol.post(roles, &nodes_role).await;
+    assert_eq!(
+        (r.code, &r.body),
+        (
+            403,
+            &forbidden(
+                "roles.rbac.authorization.k8s.io \"nodes\" is forbidden: user \"carol\" (groups=[\"qa\" \"readers\" \"system:authenticated\"]) is attempting to grant RBAC permissions not currently held:\n{APIGroups:[\"\"], Resources:[\"nodes\"], Verbs:[\"get\"]}",
+                "roles",
+                "rbac.authorization.k8s.io",
+                "nodes"
+            )
+        )
+    );
+    ok(
+        &carol
+            .post(bindings, &binding("bob-pods", "Role", "pods", "bob"))
+            .await,
+        "binding a role carol holds",
+    );
+    let r = carol
+        .post(
+            bindings,
+            &binding("bob-root", "ClusterRole", "cluster-admin", "bob"),
+        )
+        .await;
+    assert_eq!(r.code, 403, "{}", r.body);
+    assert_eq!(
+        r.body["message"],
+        "rolebindings.rbac.authorization.k8s.io \"bob-root\" is forbidden: user \"carol\" (groups=[\"qa\" \"readers\" \"system:authenticated\"]) is attempting to grant RBAC permissions not currently held:\n{APIGroups:[\"*\"], Resources:[\"*\"], Verbs:[\"*\"]}\n{NonResourceURLs:[\"*\"], Verbs:[\"*\"]}"
+    );
+    let r = carol
+        .post(
+            bindings,
+            &binding("bob-ghost", "ClusterRole", "no-such-role", "bob"),
+        )
+        .await;
+    assert_eq!(
+        (r.code, r.body["message"].as_str()),
+        (
+            404,
+            Some("clusterroles.rbac.authorization.k8s.io \"no-such-role\" not found")
+        )
+    );
+
     eprintln!("-- a binding removed stops granting");
     ok(
         &admin

@@ -104,6 +104,13 @@ impl Authorizer {
     }
 }
 
+impl Authorizer {
+    /// The rules of the role a binding names, from the RBAC cache.
+    pub fn role_rules(&self, kind: &str, namespace: &str, name: &str) -> Option<Vec<Rule>> {
+        self.rbac.as_ref()?.role_rules(kind, namespace, name)
+    }
+}
+
 /// What a user may do in a namespace, as the modes can tell (SelfSubjectRulesReview).
 #[derive(Debug, Clone, Default)]
 pub struct RuleList {

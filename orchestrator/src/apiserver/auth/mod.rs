@@ -14,6 +14,7 @@
 //!   403 wording.
 //! - [`rbac`]: RBAC rule evaluation over a policy snapshot.
 //! - [`rbac_cache`]: the RBAC objects, listed and then followed through an etcd watch.
+//! - [`escalation`]: writes of roles and bindings may not grant more than the writer holds.
 //! - [`bootstrap_policy`]: the default ClusterRoles and ClusterRoleBindings made at startup.
 //! - [`review`]: SelfSubjectAccessReview, SubjectAccessReview and SelfSubjectReview.
 //!
@@ -24,6 +25,7 @@
 pub mod authenticate;
 pub mod authorize;
 pub mod bootstrap_policy;
+pub mod escalation;
 pub mod impersonate;
 pub mod rbac;
 pub mod rbac_cache;

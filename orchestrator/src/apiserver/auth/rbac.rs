@@ -229,6 +229,18 @@ impl Policy {
         })
     }
 
+    /// The rules of a Role (in `namespace`) or ClusterRole, if it exists.
+    pub fn role_rules(&self, kind: &str, namespace: &str, name: &str) -> Option<Vec<Rule>> {
+        match kind {
+            "ClusterRole" => self.cluster_roles.get(name).cloned(),
+            "Role" => self
+                .roles
+                .get(&(namespace.to_string(), name.to_string()))
+                .cloned(),
+            _ => None,
+        }
+    }
+
     /// Every ClusterRoleBinding, then the RoleBindings of `namespace` (none when it is empty).
     fn bindings_for<'a>(&'a self, namespace: &'a str) -> impl Iterator<Item = &'a Binding> + 'a {
         let namespaced = self

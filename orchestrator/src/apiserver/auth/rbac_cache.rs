@@ -150,6 +150,14 @@ impl RbacCache {
             .rules_for(user, namespace)
     }
 
+    /// The rules of a Role (in `namespace`) or ClusterRole, if it exists.
+    pub fn role_rules(&self, kind: &str, namespace: &str, name: &str) -> Option<Vec<Rule>> {
+        self.policy
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .role_rules(kind, namespace, name)
+    }
+
     /// Changes whenever a ClusterRole is created, changed or deleted.
     pub fn cluster_role_changes(&self) -> watch::Receiver<u64> {
         self.cluster_role_changes.subscribe()
