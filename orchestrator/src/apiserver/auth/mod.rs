@@ -1,6 +1,7 @@
 //! Who a request is from and whether it may do what it asks, after kube-apiserver's filters:
-//! authentication, then request attributes, then authorization — all before a request reaches
-//! discovery or the REST layer, so watches and subresources are covered alike.
+//! authentication, impersonation, request attributes, then authorization — all before a request
+//! reaches discovery or the REST layer, so watches and subresources are covered alike — and,
+//! inside the REST layer, RBAC's escalation checks on writes of roles and bindings.
 //!
 //! - [`tls`]: the `--secure-port` TLS config (given or self-signed serving certificate,
 //!   optional client certificates verified against `--client-ca-file`), ALPN h2 + http/1.1.
@@ -16,7 +17,8 @@
 //! - [`rbac_cache`]: the RBAC objects, listed and then followed through an etcd watch.
 //! - [`escalation`]: writes of roles and bindings may not grant more than the writer holds.
 //! - [`bootstrap_policy`]: the default ClusterRoles and ClusterRoleBindings made at startup.
-//! - [`review`]: SelfSubjectAccessReview, SubjectAccessReview and SelfSubjectReview.
+//! - [`review`]: SelfSubjectAccessReview, SelfSubjectRulesReview, SubjectAccessReview and
+//!   SelfSubjectReview.
 //!
 //! Invariant: a request on the secure port is authorized with the user its credentials prove
 //! (or `system:anonymous` when none are sent and anonymous requests are enabled); only the
