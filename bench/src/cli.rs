@@ -90,4 +90,8 @@ pub enum Command {
     TxnCas(workload::txn_cas::Args),
     /// Run the same workloads against etcd and cairn-store and write docs/benchmarks.md.
     Compare(compare::Args),
+    /// Load a Kubernetes-style API server: ConfigMap create, get, update, list, watch, delete.
+    Apiserver(crate::kube::StepArgs),
+    /// Run `apiserver` against `cairn apiserver` on etcd and on cairn-store; write the table.
+    ApiserverCompare(crate::kube::compare::Args),
 }

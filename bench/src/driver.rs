@@ -17,9 +17,19 @@ use crate::progress::Progress;
 use crate::rate::RateLimiter;
 use crate::report::Recorder;
 
+/// Why one request failed, as the error tally names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallError(pub String);
+
+impl From<tonic::Status> for CallError {
+    fn from(s: tonic::Status) -> Self {
+        CallError(format!("{:?}: {}", s.code(), s.message()))
+    }
+}
+
 /// One client's request loop body. `seq` is the request's number in `0..total`.
 pub trait Worker: Send + 'static {
-    fn call(&mut self, seq: u64) -> impl Future<Output = Result<(), tonic::Status>> + Send;
+    fn call(&mut self, seq: u64) -> impl Future<Output = Result<(), CallError>> + Send;
 }
 
 /// What [`run`] measured, and the workers, for workload-specific totals.
@@ -64,9 +74,7 @@ pub async fn run<W: Worker>(
                             rec.record(t.elapsed());
                             ok += 1;
                         }
-                        Err(status) => {
-                            rec.error(format_args!("{:?}: {}", status.code(), status.message()))
-                        }
+                        Err(e) => rec.error(e.0),
                     }
                     progress.inc();
                 }

@@ -16,7 +16,9 @@
 //! - [`workload`]: one module per subcommand (`put`, `range`, `txn-put`, `watch`,
 //!   `lease-keepalive`, `txn-cas`), each a `run(conns, args, opts) -> Report`;
 //! - [`compare`]: starts etcd and cairn-store clusters, alternates the workloads between
-//!   them, measures the machine, memory, disk and restart time, and renders the markdown.
+//!   them, measures the machine, memory, disk and restart time, and renders the markdown;
+//! - [`kube`]: load on a Kubernetes-style API server (`apiserver`), and `apiserver-compare`,
+//!   `cairn apiserver` on etcd and on cairn-store against Kubernetes' latency SLOs.
 //!
 //! Every workload also checks what it can about correctness (counts, lost watch events,
 //! compare-and-swap totals): a benchmark that silently measures a broken server is worse
@@ -27,6 +29,7 @@ pub mod compare;
 pub mod connect;
 pub mod driver;
 pub mod keys;
+pub mod kube;
 pub mod progress;
 pub mod rate;
 pub mod report;

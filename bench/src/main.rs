@@ -19,6 +19,23 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
     let opts = g.run_opts();
     let report: Report = match &cli.command {
         Command::Compare(args) => return compare::run(args).await,
+        Command::ApiserverCompare(args) => return cairn_bench::kube::compare::run(args).await,
+        Command::Apiserver(a) => {
+            let reports = cairn_bench::kube::run(a, &opts).await?;
+            for r in &reports {
+                if g.wants_json() {
+                    println!("{}", r.to_json());
+                } else {
+                    println!("{}", r.to_text(g.precise));
+                }
+            }
+            let violations: Vec<&String> = reports.iter().flat_map(|r| &r.violations).collect();
+            anyhow::ensure!(
+                violations.is_empty(),
+                "correctness violations: {violations:?}"
+            );
+            return Ok(());
+        }
         Command::Put(a) => {
             workload::put::run(&Conns::connect(&g.connect_opts()).await?, a, &opts).await?
         }

@@ -26,13 +26,25 @@ const BODY_ALIGN: usize = 512;
 
 /// Pads an image and appends its length and the checksum trailer, making it a backup.
 pub fn seal(mut image: Vec<u8>) -> Vec<u8> {
-    let len = image.len() as u64;
-    let body = (image.len() + 8).div_ceil(BODY_ALIGN) * BODY_ALIGN;
-    image.resize(body - 8, 0);
-    image.extend_from_slice(&len.to_le_bytes());
-    let digest = Sha256::digest(&image);
-    image.extend_from_slice(&digest);
+    let tail = seal_tail(image.len() as u64, Sha256::new_with_prefix(&image));
+    image.extend_from_slice(&tail);
     image
+}
+
+/// Size of the backup made of an image of `image_len` bytes.
+pub fn sealed_len(image_len: u64) -> u64 {
+    (image_len + 8).div_ceil(BODY_ALIGN as u64) * BODY_ALIGN as u64 + TRAILER_LEN as u64
+}
+
+/// What follows an image of `image_len` bytes in its backup (padding, length, checksum), given
+/// `hasher` fed with the image: for a backup streamed without holding the image in memory.
+pub fn seal_tail(image_len: u64, mut hasher: Sha256) -> Vec<u8> {
+    let padding = sealed_len(image_len) - TRAILER_LEN as u64 - 8 - image_len;
+    let mut tail = vec![0; padding as usize];
+    tail.extend_from_slice(&image_len.to_le_bytes());
+    hasher.update(&tail);
+    tail.extend_from_slice(&hasher.finalize());
+    tail
 }
 
 /// Checks a backup's trailer and returns the image inside it.
@@ -150,6 +162,7 @@ mod tests {
             "etcd's tools check this"
         );
         assert_eq!(open(&sealed).unwrap(), b"image bytes");
+        assert_eq!(sealed.len() as u64, sealed_len(11));
         let exact = seal(vec![7; BODY_ALIGN - 8]);
         assert_eq!(exact.len(), BODY_ALIGN + TRAILER_LEN);
         assert_eq!(open(&exact).unwrap(), vec![7; BODY_ALIGN - 8].as_slice());

@@ -47,4 +47,4 @@ pub mod tls;
 pub mod watch;
 
 pub use config::Config;
-pub use server::{start, start_with_log_fs, Server};
+pub use server::{start, start_with_log_fs, start_with_storage, Server};

@@ -3,10 +3,12 @@
 # a fixed time, failing on any crash, failed check or hang. See docs/robustness.md, "Fuzzing".
 #
 #   tests/fuzz/run.sh                         # log_recovery and mvcc_model, 25 s each
-#   FUZZ_SECONDS=300 tests/fuzz/run.sh log_recovery mvcc_model request_validation
+#   FUZZ_SECONDS=300 tests/fuzz/run.sh log_recovery mvcc_model request_validation \
+#     peer_messages http_gateway
 #
-# CI runs the two targets that build without cairn-store: request_validation links all of it
-# (tonic, openraft, hyper), which costs several more minutes of build from cold.
+# CI runs the two targets that build without cairn-store: request_validation, peer_messages
+# and http_gateway link all of it (tonic, openraft, hyper), which costs several more minutes of
+# build from cold.
 #
 # cargo-fuzz passes nightly-only flags (-Z, sanitizer coverage) to rustc; RUSTC_BOOTSTRAP=1 lets
 # the stable toolchain accept them. No sanitizer (-s none): the code under test is safe Rust,
@@ -34,7 +36,8 @@ fi
 # Only the crates the chosen targets need (see the features in tests/fuzz/Cargo.toml).
 features=(--no-default-features --features mvcc)
 for target in "${targets[@]}"; do
-  [[ $target == request_validation ]] && features=()
+  [[ $target == request_validation || $target == peer_messages || $target == http_gateway ]] &&
+    features=()
 done
 fuzz=(--fuzz-dir tests/fuzz --sanitizer none "${features[@]}")
 

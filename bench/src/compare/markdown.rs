@@ -88,6 +88,16 @@ fn restart_ms(r: &Resources) -> String {
     }
 }
 
+/// The current time as the tables state it (`2026-01-31 12:00 UTC`).
+pub fn utc_now() -> String {
+    std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map_or_else(|| "unknown date".into(), |d| d.trim().to_string())
+}
+
 pub fn render(
     machine: &Machine,
     rows: &[RowResult],
@@ -96,12 +106,7 @@ pub fn render(
     args: &Args,
 ) -> String {
     let mut s = String::new();
-    let date = std::process::Command::new("date")
-        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map_or_else(|| "unknown date".into(), |d| d.trim().to_string());
+    let date = utc_now();
     let _ = writeln!(s, "{BEGIN}\n");
     let _ = writeln!(s, "Measured {date} with:\n\n```sh\n{command}\n```\n");
     let _ = writeln!(
@@ -230,13 +235,21 @@ pub fn render(
 
 /// Replaces the generated section of `path` (or appends one, creating the file if needed).
 pub fn write_section(path: &Path, section: &str) -> std::io::Result<()> {
+    write_named_section(path, "compare", section)
+}
+
+/// Replaces what lies between `<!-- NAME:begin` and `<!-- NAME:end -->` in `path` with
+/// `section` (which carries both markers), or appends `section`; the rest of the file is kept.
+pub fn write_named_section(path: &Path, name: &str, section: &str) -> std::io::Result<()> {
+    let begin = format!("<!-- {name}:begin");
+    let end = format!("<!-- {name}:end -->");
     let old = std::fs::read_to_string(path).unwrap_or_default();
-    let new = match (old.find("<!-- compare:begin"), old.find(END)) {
+    let new = match (old.find(&begin), old.find(&end)) {
         (Some(b), Some(e)) if b < e => format!(
             "{}{}{}",
             &old[..b],
             section.trim_end(),
-            &old[e + END.len()..]
+            &old[e + end.len()..]
         ),
         _ if old.is_empty() => format!("# Benchmarks\n\n{section}"),
         _ => format!("{}\n\n{section}", old.trim_end()),

@@ -63,7 +63,7 @@ impl KeepAliveWorker {
 }
 
 impl Worker for KeepAliveWorker {
-    async fn call(&mut self, _seq: u64) -> Result<(), Status> {
+    async fn call(&mut self, _seq: u64) -> Result<(), crate::driver::CallError> {
         self.tx
             .send(LeaseKeepAliveRequest { id: self.id })
             .await
@@ -74,7 +74,7 @@ impl Worker for KeepAliveWorker {
             .await?
             .ok_or_else(|| Status::unavailable("keep-alive stream ended"))?;
         if resp.ttl <= 0 {
-            return Err(Status::not_found("lease not found or expired"));
+            return Err(Status::not_found("lease not found or expired").into());
         }
         Ok(())
     }

@@ -44,7 +44,7 @@ struct PutWorker {
 }
 
 impl Worker for PutWorker {
-    async fn call(&mut self, seq: u64) -> Result<(), tonic::Status> {
+    async fn call(&mut self, seq: u64) -> Result<(), crate::driver::CallError> {
         let index = if self.sequential {
             seq % self.space
         } else {
@@ -59,6 +59,7 @@ impl Worker for PutWorker {
             })
             .await
             .map(drop)
+            .map_err(Into::into)
     }
 }
 

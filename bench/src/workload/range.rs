@@ -50,7 +50,7 @@ struct RangeWorker {
 }
 
 impl Worker for RangeWorker {
-    async fn call(&mut self, _seq: u64) -> Result<(), tonic::Status> {
+    async fn call(&mut self, _seq: u64) -> Result<(), crate::driver::CallError> {
         let resp = self.kv.range(self.request.clone()).await?.into_inner();
         self.kvs += if self.request.count_only {
             resp.count as u64

@@ -136,13 +136,13 @@ impl CasWorker {
 }
 
 impl Worker for CasWorker {
-    async fn call(&mut self, seq: u64) -> Result<(), Status> {
+    async fn call(&mut self, seq: u64) -> Result<(), crate::driver::CallError> {
         let c = (seq % self.keys.len() as u64) as usize;
         let r = self.increment(c).await;
         if r.is_err() {
             self.known[c] = None;
         }
-        r
+        Ok(r?)
     }
 }
 

@@ -45,7 +45,7 @@ struct TxnPutWorker {
 }
 
 impl Worker for TxnPutWorker {
-    async fn call(&mut self, seq: u64) -> Result<(), tonic::Status> {
+    async fn call(&mut self, seq: u64) -> Result<(), crate::driver::CallError> {
         let base = seq.wrapping_mul(self.ops);
         let success = (0..self.ops)
             .map(|j| RequestOp {
@@ -64,6 +64,7 @@ impl Worker for TxnPutWorker {
             })
             .await
             .map(drop)
+            .map_err(Into::into)
     }
 }
 

@@ -210,7 +210,7 @@ struct StampedPutWorker {
 }
 
 impl Worker for StampedPutWorker {
-    async fn call(&mut self, seq: u64) -> Result<(), Status> {
+    async fn call(&mut self, seq: u64) -> Result<(), crate::driver::CallError> {
         let k = (seq % self.watched.len() as u64) as usize;
         let stamp = (self.base.elapsed().as_nanos() as u64).to_le_bytes();
         self.kv

@@ -235,3 +235,57 @@ async fn every_workload_runs_and_checks_its_results_against_cairn_store() {
 
     member.stop().await;
 }
+
+/// The API server workload against `cairn apiserver` (in-process) on the member: every step's
+/// exact count, no errors, and the watch step's own delivery checks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apiserver_workload_runs_and_checks_its_results() {
+    let member = Member::start().await;
+    let args = [
+        "cairn",
+        "--etcd-servers",
+        &member.endpoint,
+        "--insecure-port",
+        "0",
+    ]
+    .map(String::from);
+    let cfg = cairn::apiserver::Config::parse_args(args).expect("flags");
+    let api = cairn::apiserver::start(cfg).await.expect("start apiserver");
+    let steps = cairn_bench::kube::StepArgs {
+        server: format!("http://{}", api.addr()),
+        objects: 40,
+        value_size: 64,
+        lists: 4,
+        watchers: 3,
+        watch_updates: 20,
+        namespace: "smoke".into(),
+    };
+    let reports = cairn_bench::kube::run(&steps, &RunOpts::quiet(4))
+        .await
+        .expect("apiserver workload");
+    let counts: Vec<(&str, u64, u64)> = reports
+        .iter()
+        .map(|r| (r.workload.as_str(), r.count, r.errors()))
+        .collect();
+    assert_eq!(
+        counts,
+        [
+            ("create", 40, 0),
+            ("get", 40, 0),
+            ("update", 40, 0),
+            ("list", 4, 0),
+            ("watch", 60, 0),
+            ("delete", 40, 0),
+        ]
+    );
+    for r in &reports {
+        assert!(r.violations.is_empty(), "{}", r.to_text(false));
+    }
+    // A second run in the same namespace starts from a clean slate.
+    let again = cairn_bench::kube::run(&steps, &RunOpts::quiet(2))
+        .await
+        .expect("second run");
+    assert_eq!(again[0].count, 40);
+    api.shutdown().await;
+    member.stop().await;
+}

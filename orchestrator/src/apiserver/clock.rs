@@ -46,6 +46,26 @@ pub fn format_rfc3339_micro(secs: i64, micros: u32) -> String {
     format!("{}.{micros:06}Z", &whole[..whole.len() - 1])
 }
 
+/// Seconds since the Unix epoch as Go's `time.RFC1123` in UTC (`Mon, 02 Jan 2006 15:04:05 UTC`),
+/// the format kube-apiserver writes in `Expires` headers.
+pub fn format_rfc1123(secs: i64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let days = secs.div_euclid(86_400);
+    let (y, mo, d) = civil_from_days(days);
+    let s = secs.rem_euclid(86_400);
+    format!(
+        "{}, {d:02} {} {y:04} {:02}:{:02}:{:02} UTC",
+        DAYS[days.rem_euclid(7) as usize],
+        MONTHS[mo as usize - 1],
+        s / 3600,
+        (s / 60) % 60,
+        s % 60
+    )
+}
+
 /// Parses `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)` to Unix seconds.
 pub fn parse_rfc3339(s: &str) -> Option<i64> {
     let b = s.as_bytes();
@@ -149,6 +169,15 @@ pub fn age(timestamp: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc1123_is_gos_format() {
+        assert_eq!(format_rfc1123(0), "Thu, 01 Jan 1970 00:00:00 UTC");
+        assert_eq!(
+            format_rfc1123(1_798_761_599),
+            "Thu, 31 Dec 2026 23:59:59 UTC"
+        );
+    }
 
     #[test]
     fn rfc3339_round_trips() {

@@ -8,7 +8,8 @@
 //!   policy and the review APIs.
 //! - [`route`]: URL path to discovery document or resource target.
 //! - [`discovery`]: /version, /api, /apis, group and resource lists.
-//! - [`openapi`]: /openapi/v2 (protobuf and JSON).
+//! - [`openapi`]: /openapi/v2 (protobuf and JSON) and /openapi/v3, from the embedded definitions.
+//! - [`field_validation`]: unknown and duplicate fields against the schemas (fieldValidation).
 //! - [`resources`]: the table of served kinds.
 //! - [`rest`]: get, list, create, update, patch, delete.
 //! - [`deletion`]: what DELETE does: namespace termination, finalizers, graceful deletion.
@@ -35,6 +36,7 @@ pub mod config;
 pub mod defaults;
 pub mod deletion;
 pub mod discovery;
+pub mod field_validation;
 pub mod http;
 pub mod loopback;
 pub mod names;

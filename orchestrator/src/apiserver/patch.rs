@@ -7,12 +7,18 @@
 //!   (`$patch: replace|delete|merge`, `$setElementOrder/<field>`, `$deleteFromPrimitiveList/<field>`,
 //!   `$retainKeys`).
 //!
-//! Strategic merge keys come from a table keyed by field name (see [`merge_key`]) rather than
-//! from OpenAPI schemas; that covers the built-in kinds served today.
+//! Strategic merge keys and strategies come from the kind's OpenAPI schema
+//! (`x-kubernetes-patch-merge-key`, `x-kubernetes-patch-strategy`), exactly the Go struct tags
+//! Kubernetes merges by. Where no schema types a field (a patch applied without a schema, a
+//! field below a RawExtension), a table keyed by field name stands in (see [`merge_key`]).
 
 use serde_json::{Map, Value};
 
+use super::field_validation::{field_schema, item_schema};
 use super::status::ApiError;
+
+/// The schema of the value being merged, when one is known.
+type Schema = Option<&'static Value>;
 
 /// The patch formats, by request Content-Type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,8 +42,14 @@ impl PatchKind {
     }
 }
 
-/// Applies `patch` (raw body) of `kind` to `doc`.
-pub fn apply(kind: PatchKind, doc: &Value, patch: &[u8]) -> Result<Value, ApiError> {
+/// Applies `patch` (raw body) of `kind` to `doc`, an object with `schema` (which decides how a
+/// strategic merge patch merges lists).
+pub fn apply(
+    kind: PatchKind,
+    doc: &Value,
+    patch: &[u8],
+    schema: Schema,
+) -> Result<Value, ApiError> {
     let patch: Value = serde_json::from_slice(patch)
         .map_err(|e| ApiError::BadRequest(format!("error decoding patch: {e}")))?;
     match kind {
@@ -56,7 +68,7 @@ pub fn apply(kind: PatchKind, doc: &Value, patch: &[u8]) -> Result<Value, ApiErr
                     "a strategic merge patch must be a JSON object".into(),
                 ));
             }
-            strategic_merge(doc, &patch)
+            strategic_merge_with(doc, &patch, schema)
         }
     }
 }
@@ -293,16 +305,52 @@ fn bad_smp(msg: impl Into<String>) -> ApiError {
     ApiError::BadRequest(msg.into())
 }
 
-/// Applies a strategic merge patch to an object (both JSON objects).
+/// Applies a strategic merge patch to an object (both JSON objects) without a schema: list
+/// merging follows the field-name table.
 pub fn strategic_merge(original: &Value, patch: &Value) -> Result<Value, ApiError> {
+    strategic_merge_with(original, patch, None)
+}
+
+/// Applies a strategic merge patch to an object with `schema`.
+pub fn strategic_merge_with(
+    original: &Value,
+    patch: &Value,
+    schema: Schema,
+) -> Result<Value, ApiError> {
     let orig = original.as_object().cloned().unwrap_or_default();
     let p = patch.as_object().cloned().unwrap_or_default();
-    Ok(Value::Object(merge_map(orig, p)?))
+    Ok(Value::Object(merge_map(orig, p, schema)?))
+}
+
+/// How the list field with `schema` merges, from its patch tags.
+fn list_merge_from_schema(schema: &'static Value) -> ListMerge {
+    let strategy = schema
+        .get("x-kubernetes-patch-strategy")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if !strategy.split(',').any(|s| s == "merge") {
+        return ListMerge::Replace;
+    }
+    match schema
+        .get("x-kubernetes-patch-merge-key")
+        .and_then(Value::as_str)
+    {
+        Some(key) => ListMerge::Key(key),
+        None => ListMerge::ScalarSet,
+    }
+}
+
+fn list_merge(field: &str, schema: Schema, sample: Option<&Value>) -> ListMerge {
+    match schema {
+        Some(s) => list_merge_from_schema(s),
+        None => merge_key(field, sample),
+    }
 }
 
 fn merge_map(
     mut orig: Map<String, Value>,
     mut patch: Map<String, Value>,
+    schema: Schema,
 ) -> Result<Map<String, Value>, ApiError> {
     match patch.remove("$patch") {
         Some(Value::String(d)) if d == "replace" => return Ok(patch),
@@ -331,16 +379,18 @@ fn merge_map(
             deletes.push((field.to_string(), patch.remove(&key).unwrap_or(Value::Null)));
         }
     }
+    let field = |k: &str| schema.and_then(|s| field_schema(s, k));
     for (k, pv) in patch {
         if pv.is_null() {
             orig.remove(&k);
             continue;
         }
+        let fs = field(&k);
         let merged = match (orig.remove(&k), pv) {
-            (Some(Value::Object(o)), Value::Object(p)) => Value::Object(merge_map(o, p)?),
-            (Some(Value::Array(o)), Value::Array(p)) => Value::Array(merge_list(&k, o, p)?),
-            (None, Value::Object(p)) => Value::Object(merge_map(Map::new(), p)?),
-            (None, Value::Array(p)) => Value::Array(merge_list(&k, Vec::new(), p)?),
+            (Some(Value::Object(o)), Value::Object(p)) => Value::Object(merge_map(o, p, fs)?),
+            (Some(Value::Array(o)), Value::Array(p)) => Value::Array(merge_list(&k, o, p, fs)?),
+            (None, Value::Object(p)) => Value::Object(merge_map(Map::new(), p, fs)?),
+            (None, Value::Array(p)) => Value::Array(merge_list(&k, Vec::new(), p, fs)?),
             (_, p) => p,
         };
         orig.insert(k, merged);
@@ -353,13 +403,24 @@ fn merge_map(
     }
     for (field, order) in orders {
         if let (Some(Value::Array(list)), Some(order)) = (orig.get_mut(&field), order.as_array()) {
-            reorder(&field, list, order);
+            reorder(
+                &field,
+                list,
+                order,
+                schema.and_then(|s| field_schema(s, &field)),
+            );
         }
     }
     Ok(orig)
 }
 
-fn merge_list(field: &str, orig: Vec<Value>, patch: Vec<Value>) -> Result<Vec<Value>, ApiError> {
+fn merge_list(
+    field: &str,
+    orig: Vec<Value>,
+    patch: Vec<Value>,
+    schema: Schema,
+) -> Result<Vec<Value>, ApiError> {
+    let element = schema.and_then(item_schema);
     let sample = patch.iter().chain(orig.iter()).find(|v| v.is_object());
     // A `{"$patch": "replace"}` element replaces the whole list with the other elements.
     if patch
@@ -371,7 +432,7 @@ fn merge_list(field: &str, orig: Vec<Value>, patch: Vec<Value>) -> Result<Vec<Va
             .filter(|e| e.get("$patch").is_none())
             .collect());
     }
-    match merge_key(field, sample) {
+    match list_merge(field, schema, sample) {
         ListMerge::Replace => Ok(patch),
         ListMerge::ScalarSet => {
             let mut out = orig;
@@ -407,11 +468,11 @@ fn merge_list(field: &str, orig: Vec<Value>, patch: Vec<Value>) -> Result<Vec<Va
                             Value::Object(m) => m,
                             _ => Map::new(),
                         };
-                        out[i] = Value::Object(merge_map(cur, pm)?);
+                        out[i] = Value::Object(merge_map(cur, pm, element)?);
                     }
                     (_, None) => {
                         pm.remove("$patch");
-                        out.push(Value::Object(merge_map(Map::new(), pm)?));
+                        out.push(Value::Object(merge_map(Map::new(), pm, element)?));
                     }
                 }
             }
@@ -422,8 +483,8 @@ fn merge_list(field: &str, orig: Vec<Value>, patch: Vec<Value>) -> Result<Vec<Va
 
 /// `$setElementOrder`: the patch's order first for listed elements, others keep their place
 /// after them.
-fn reorder(field: &str, list: &mut Vec<Value>, order: &[Value]) {
-    let strategy = merge_key(field, list.iter().find(|v| v.is_object()));
+fn reorder(field: &str, list: &mut Vec<Value>, order: &[Value], schema: Schema) {
+    let strategy = list_merge(field, schema, list.iter().find(|v| v.is_object()));
     let key_of = |v: &Value| -> Value {
         match strategy {
             ListMerge::Key(k) => v.get(k).cloned().unwrap_or(Value::Null),
@@ -507,6 +568,43 @@ mod tests {
             {"name": "c", "image": "c:1"}
         ], "tolerations": [{"key": "other"}]}, "metadata": {"finalizers": ["f1", "f2"]}})
         );
+    }
+
+    #[test]
+    fn strategic_merge_follows_the_schema_patch_tags() {
+        use crate::apiserver::field_validation::schema_of;
+        // ServiceAccount secrets merge by name (the field-name table would replace them); its
+        // imagePullSecrets are atomic (unlike a PodSpec's, which merge by name).
+        let sa = json!({"secrets": [{"name": "a"}], "imagePullSecrets": [{"name": "p"}]});
+        let patch = json!({"secrets": [{"name": "b"}], "imagePullSecrets": [{"name": "q"}]});
+        let out = strategic_merge_with(&sa, &patch, schema_of("", "v1", "ServiceAccount")).unwrap();
+        assert_eq!(out["secrets"], json!([{"name": "a"}, {"name": "b"}]));
+        assert_eq!(out["imagePullSecrets"], json!([{"name": "q"}]));
+        // Pod status container statuses are atomic in Kubernetes: replaced, not merged.
+        let pod = json!({"status": {"containerStatuses": [{"name": "a", "ready": true}],
+            "conditions": [{"type": "Ready", "status": "False"}]}});
+        let patch = json!({"status": {"containerStatuses": [{"name": "b", "ready": false}],
+            "conditions": [{"type": "PodScheduled", "status": "True"}]}});
+        let out = strategic_merge_with(&pod, &patch, schema_of("", "v1", "Pod")).unwrap();
+        assert_eq!(
+            out["status"]["containerStatuses"],
+            json!([{"name": "b", "ready": false}])
+        );
+        assert_eq!(out["status"]["conditions"].as_array().unwrap().len(), 2);
+        // Nested lists: containers by name, then their ports by containerPort, their env by name.
+        let dep = json!({"spec": {"template": {"spec": {"containers": [{"name": "web",
+            "ports": [{"containerPort": 80}], "env": [{"name": "A", "value": "1"}], "args": ["x"]}]}}}});
+        let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "web",
+            "ports": [{"containerPort": 443}], "env": [{"name": "B", "value": "2"}], "args": ["y"]}]}}}});
+        let out =
+            strategic_merge_with(&dep, &patch, schema_of("apps", "v1", "Deployment")).unwrap();
+        let c = &out["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(
+            c["ports"],
+            json!([{"containerPort": 80}, {"containerPort": 443}])
+        );
+        assert_eq!(c["env"].as_array().unwrap().len(), 2);
+        assert_eq!(c["args"], json!(["y"]));
     }
 
     #[test]

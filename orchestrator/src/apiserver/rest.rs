@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 
 use super::auth::escalation;
 use super::deletion::{self, DeleteOptions};
+use super::field_validation::{self as fv, Directive};
 use super::http::{self as h, Body, BodyEncoding, Render};
 use super::object::{self, meta_str, UpdateMode};
 use super::patch::{self, PatchKind};
@@ -139,11 +140,19 @@ async fn scale_subresource(
     encoding: BodyEncoding,
     body: Incoming,
 ) -> Result<Response<Body>, ApiError> {
+    let mut warnings = Vec::new();
     let updated = match *method {
         Method::GET => read(api, t, name).await?.0,
         Method::PUT => {
             let body = h::read_body(body).await?;
-            let wanted = h::parse_body(encoding, &body, scale::API_VERSION, scale::KIND)?;
+            let directive = Directive::from_query(q, "UpdateOptions")?;
+            let (wanted, found) = read_object(
+                encoding,
+                &body,
+                ("autoscaling", "v1", scale::KIND),
+                directive,
+            )?;
+            warnings = found;
             guaranteed_update(api, t, name, q.dry_run()?, UpdateMode::Object, |current| {
                 scale::apply(t.def, name, current, &wanted)
             })
@@ -152,17 +161,147 @@ async fn scale_subresource(
         Method::PATCH => {
             let kind = patch_kind(content_type)?;
             let body = h::read_body(body).await?;
-            guaranteed_update(api, t, name, q.dry_run()?, UpdateMode::Object, |current| {
-                let mut base = scale::from_object(t.def, current);
-                object::meta_mut(&mut base).remove("resourceVersion");
-                let patched = patch::apply(kind, &base, &body)?;
-                scale::apply(t.def, name, current, &patched)
-            })
-            .await?
+            let checker = PatchChecker::new(q, kind, &body, ("autoscaling", "v1", scale::KIND))?;
+            let updated =
+                guaranteed_update(api, t, name, q.dry_run()?, UpdateMode::Object, |current| {
+                    let mut base = scale::from_object(t.def, current);
+                    object::meta_mut(&mut base).remove("resourceVersion");
+                    let patched =
+                        checker.check(patch::apply(kind, &base, &body, checker.schema)?)?;
+                    scale::apply(t.def, name, current, &patched)
+                })
+                .await?;
+            warnings = checker.warnings();
+            updated
         }
         _ => return Err(ApiError::MethodNotAllowed),
     };
-    Ok(h::json(200, &scale::from_object(t.def, &updated)))
+    let mut resp = h::json(200, &scale::from_object(t.def, &updated));
+    fv::add_warnings(&mut resp, &warnings);
+    Ok(resp)
+}
+
+/// Reads a create or update body of the kind `gvk` (group, version, kind) under the request's
+/// field validation: unknown fields dropped, findings returned for Warn, a 400 for Strict
+/// worded as kube-apiserver's decoder words it.
+fn read_object(
+    encoding: BodyEncoding,
+    body: &[u8],
+    (group, version, kind): (&str, &str, &str),
+    directive: Directive,
+) -> Result<(Value, Vec<String>), ApiError> {
+    let schema = fv::schema_of(group, version, kind);
+    match encoding {
+        BodyEncoding::Json => {
+            let (obj, findings) = fv::decode(body, schema)?;
+            if directive == Directive::Strict && !findings.is_empty() {
+                // The kind and version named are the body's, as Kubernetes' decoder reports.
+                let body_kind = obj.get("kind").and_then(Value::as_str).unwrap_or(kind);
+                let body_version = obj
+                    .get("apiVersion")
+                    .and_then(Value::as_str)
+                    .map(|av| av.rsplit('/').next().unwrap_or(av))
+                    .unwrap_or(version);
+                return Err(ApiError::BadRequest(format!(
+                    "{body_kind} in version {body_version:?} cannot be handled as a {kind}: {}",
+                    fv::strict_error(&findings)
+                )));
+            }
+            Ok((
+                obj,
+                if directive.reports() {
+                    findings
+                } else {
+                    Vec::new()
+                },
+            ))
+        }
+        BodyEncoding::Protobuf => {
+            // The protobuf schema has no unknown fields to report; what it decodes is still
+            // held to the OpenAPI schema, so both encodings store the same fields.
+            let api_version = if group.is_empty() {
+                version.to_string()
+            } else {
+                format!("{group}/{version}")
+            };
+            let mut obj = h::parse_body(encoding, body, &api_version, kind)?;
+            if let Some(schema) = schema {
+                fv::prune(&mut obj, schema);
+            }
+            Ok((obj, Vec::new()))
+        }
+    }
+}
+
+/// Field validation of a patch: duplicate keys in the patch itself (merge and strategic merge
+/// patches) and unknown fields of the patched object, which are dropped; under Strict any
+/// finding refuses the patch with Kubernetes' 422 on `patch`. Findings of the attempt that was
+/// written are kept for Warn's headers.
+struct PatchChecker {
+    directive: Directive,
+    kind: PatchKind,
+    schema: Option<&'static Value>,
+    /// Duplicates in the patch body and the patch as Go printed it, for errors.
+    in_patch: Vec<String>,
+    printed_patch: Option<String>,
+    found: std::sync::Mutex<Vec<String>>,
+}
+
+impl PatchChecker {
+    fn new(
+        q: &Query,
+        kind: PatchKind,
+        body: &[u8],
+        (group, version, k): (&str, &str, &str),
+    ) -> Result<PatchChecker, ApiError> {
+        let directive = Directive::from_query(q, "PatchOptions")?;
+        let (mut in_patch, mut printed_patch) = (Vec::new(), None);
+        if kind != PatchKind::Json && directive.reports() {
+            // An undecodable patch fails later, in patch::apply, with its own error.
+            if let Ok((value, findings)) = fv::decode(body, None) {
+                in_patch = findings;
+                printed_patch = Some(fv::go_format(&value));
+            }
+        }
+        Ok(PatchChecker {
+            directive,
+            kind,
+            schema: fv::schema_of(group, version, k),
+            in_patch,
+            printed_patch,
+            found: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    fn check(&self, mut patched: Value) -> Result<Value, ApiError> {
+        let Some(schema) = self.schema else {
+            return Ok(patched);
+        };
+        let printed_object = (self.directive == Directive::Strict
+            && self.kind != PatchKind::Strategic)
+            .then(|| patched.to_string());
+        let mut findings = self.in_patch.clone();
+        findings.extend(fv::prune(&mut patched, schema));
+        if !self.directive.reports() {
+            return Ok(patched);
+        }
+        if self.directive == Directive::Strict && !findings.is_empty() {
+            // Kubernetes prints the patched object for JSON and merge patches, the patch map
+            // for strategic merge patches.
+            let printed = printed_object
+                .or_else(|| self.printed_patch.clone())
+                .unwrap_or_default();
+            return Err(fv::patch_error(&printed, &findings));
+        }
+        if let Ok(mut found) = self.found.lock() {
+            *found = findings;
+        }
+        Ok(patched)
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        self.found.lock().map(|f| f.clone()).unwrap_or_default()
+    }
 }
 
 /// Maps storage failures on `name` to API errors.
@@ -424,8 +563,21 @@ async fn create(
     encoding: BodyEncoding,
     body: &[u8],
 ) -> Result<Response<Body>, ApiError> {
+    let directive = Directive::from_query(q, "CreateOptions")?;
+    let gvk = (t.def.group, t.def.version, t.def.kind);
+    let (obj, warnings) = read_object(encoding, body, gvk, directive)?;
+    let mut resp = create_object(api, t, q, obj).await?;
+    fv::add_warnings(&mut resp, &warnings);
+    Ok(resp)
+}
+
+async fn create_object(
+    api: &ApiServer,
+    t: &Target,
+    q: &Query,
+    mut obj: Value,
+) -> Result<Response<Body>, ApiError> {
     let dry_run = q.dry_run()?;
-    let mut obj = h::parse_body(encoding, body, &t.def.api_version(), t.def.kind)?;
     let name = object::prepare_create(t.def, t.namespace.as_deref(), &mut obj)?;
     escalation::check(
         &api.security.authorizer,
@@ -648,10 +800,14 @@ async fn update(
     mode: UpdateMode,
 ) -> Result<Response<Body>, ApiError> {
     let dry_run = q.dry_run()?;
-    let new = h::parse_body(encoding, body, &t.def.api_version(), t.def.kind)?;
+    let directive = Directive::from_query(q, "UpdateOptions")?;
+    let gvk = (t.def.group, t.def.version, t.def.kind);
+    let (new, warnings) = read_object(encoding, body, gvk, directive)?;
     object::check_type(t.def, &new)?;
     let obj = guaranteed_update(api, t, name, dry_run, mode, |_| Ok(new.clone())).await?;
-    Ok(h::json(200, &obj))
+    let mut resp = h::json(200, &obj);
+    fv::add_warnings(&mut resp, &warnings);
+    Ok(resp)
 }
 
 async fn patch(
@@ -664,21 +820,24 @@ async fn patch(
     mode: UpdateMode,
 ) -> Result<Response<Body>, ApiError> {
     let dry_run = q.dry_run()?;
+    let checker = PatchChecker::new(q, kind, body, (t.def.group, t.def.version, t.def.kind))?;
     let obj = guaranteed_update(api, t, name, dry_run, mode, |current| {
         let mut base = current.clone();
         // The stored resourceVersion must not become a precondition of its own: only one the
         // patch sets explicitly is.
         object::meta_mut(&mut base).remove("resourceVersion");
-        let patched = patch::apply(kind, &base, body)?;
+        let patched = patch::apply(kind, &base, body, checker.schema)?;
         if !patched.is_object() {
             return Err(ApiError::BadRequest(
                 "the patch result is not a JSON object".into(),
             ));
         }
-        Ok(patched)
+        checker.check(patched)
     })
     .await?;
-    Ok(h::json(200, &obj))
+    let mut resp = h::json(200, &obj);
+    fv::add_warnings(&mut resp, &checker.warnings());
+    Ok(resp)
 }
 
 #[cfg(test)]

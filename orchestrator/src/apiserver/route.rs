@@ -26,6 +26,10 @@ pub enum Route {
     Group(String),
     ResourceList(String, String),
     OpenApiV2,
+    /// `/openapi/v3`: which document describes which group-version.
+    OpenApiV3,
+    /// `/openapi/v3/api/v1`, `/openapi/v3/apis/<group>/<version>`: the key (`api/v1`, ...).
+    OpenApiV3GroupVersion(String),
     Resource(Target),
 }
 
@@ -37,6 +41,10 @@ pub fn resolve(path: &str) -> Result<Route, ApiError> {
         ["api"] => Ok(Route::Api),
         ["apis"] => Ok(Route::Apis),
         ["openapi", "v2"] => Ok(Route::OpenApiV2),
+        ["openapi", "v3"] => Ok(Route::OpenApiV3),
+        ["openapi", "v3", gv @ ..] if !gv.is_empty() => {
+            Ok(Route::OpenApiV3GroupVersion(gv.join("/")))
+        }
         ["apis", group] => {
             if resources::group_versions().iter().any(|(g, _)| g == group) {
                 Ok(Route::Group(group.to_string()))

@@ -520,7 +520,9 @@ async fn route_request(
         Ok(Route::Apis) => Ok(h::json(200, &discovery::api_group_list())),
         Ok(Route::Group(g)) => Ok(h::json(200, &discovery::api_group(&g))),
         Ok(Route::ResourceList(g, v)) => Ok(h::json(200, &discovery::resource_list(&g, &v))),
-        Ok(Route::OpenApiV2) => Ok(openapi_v2(&parts.headers)),
+        Ok(Route::OpenApiV2) => openapi::serve_v2(&parts.headers),
+        Ok(Route::OpenApiV3) => Ok(h::json(200, &openapi::v3_discovery())),
+        Ok(Route::OpenApiV3GroupVersion(gv)) => openapi::serve_v3(&gv, query, &parts.headers),
     }
 }
 
@@ -533,21 +535,5 @@ async fn health(api: &ApiServer) -> Result<Response<Body>, super::status::ApiErr
             "text/plain; charset=utf-8",
             format!("[-]etcd failed: {e}\nhealthz check failed\n"),
         )),
-    }
-}
-
-fn openapi_v2(headers: &http::HeaderMap) -> Response<Body> {
-    let accept = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if accept.contains("protobuf") {
-        h::text(
-            200,
-            "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
-            openapi::v2_protobuf(),
-        )
-    } else {
-        h::json(200, &openapi::v2_json())
     }
 }

@@ -59,6 +59,9 @@ pub enum ApiError {
         "the body of the request was in an unknown format - accepted media types include: {0}"
     )]
     UnsupportedMediaType(String),
+    /// No representation the client accepts (kube-apiserver's NewNotAcceptableError wording).
+    #[error("only the following media types are accepted: {0}")]
+    NotAcceptable(String),
     #[error("the server rejected our request because the body is larger than {0} bytes")]
     TooLarge(usize),
     #[error("{0}")]
@@ -120,6 +123,7 @@ impl ApiError {
             ApiError::Gone(_) => 410,
             ApiError::MethodNotAllowed => 405,
             ApiError::UnsupportedMediaType(_) => 415,
+            ApiError::NotAcceptable(_) => 406,
             ApiError::TooLarge(_) => 413,
             ApiError::TooLargeResourceVersion { .. } => 504,
             ApiError::Internal(_) => 500,
@@ -142,6 +146,7 @@ impl ApiError {
             ApiError::Gone(_) => "Expired",
             ApiError::MethodNotAllowed => "MethodNotAllowed",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
+            ApiError::NotAcceptable(_) => "NotAcceptable",
             ApiError::TooLarge(_) => "RequestEntityTooLarge",
             ApiError::TooLargeResourceVersion { .. } => "Timeout",
             ApiError::Internal(_) => "InternalError",

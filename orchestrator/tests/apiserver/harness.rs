@@ -320,6 +320,18 @@ pub struct Api {
 pub struct Reply {
     pub code: u16,
     pub body: Value,
+    pub headers: hyper::HeaderMap,
+}
+
+impl Reply {
+    /// Every value of one response header, in order.
+    pub fn header_values(&self, name: &str) -> Vec<String> {
+        self.headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap_or("").to_string())
+            .collect()
+    }
 }
 
 impl Api {
@@ -426,10 +438,15 @@ impl Api {
     ) -> Reply {
         let resp = self.send(method, path, headers, body).await;
         let code = resp.status().as_u16();
+        let headers = resp.headers().clone();
         let bytes = resp.into_body().collect().await.expect("body").to_bytes();
         let body = serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
-        Reply { code, body }
+        Reply {
+            code,
+            body,
+            headers,
+        }
     }
 
     pub async fn get(&self, path: &str) -> Reply {

@@ -9,6 +9,7 @@ mod harness;
 mod kinds;
 mod kubectl;
 mod lifecycle;
+mod openapi;
 mod protobuf;
 mod security;
 mod watch;

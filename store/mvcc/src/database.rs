@@ -17,6 +17,7 @@ use redb::{
     Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction,
 };
 
+use crate::backend::{self, BackendLayer};
 use crate::batch::WriteBatch;
 use crate::defrag::{self, DefragReport};
 use crate::error::MvccError;
@@ -48,6 +49,8 @@ pub struct Mvcc {
     revisions: Revisions,
     /// The last [`Mvcc::size_in_use`] measurement and when it was taken.
     in_use: Mutex<Option<(Instant, u64)>>,
+    /// Wraps every file opened (tests only; see [`crate::backend`]).
+    layer: Option<BackendLayer>,
 }
 
 impl std::fmt::Debug for Mvcc {
@@ -70,10 +73,18 @@ impl Mvcc {
     /// does not exist. Fails with `UnsupportedFormat` on a file of another layout version.
     /// Deletes what an interrupted defragmentation left beside the file.
     pub fn open(path: &Path) -> Result<Self, MvccError> {
+        Self::open_with(path, None)
+    }
+
+    /// [`Mvcc::open`], with every file the store opens (this one, and a defragmentation's new
+    /// one) going through `layer`: the hook where tests inject storage faults and crashes.
+    pub fn open_with(path: &Path, layer: Option<BackendLayer>) -> Result<Self, MvccError> {
         defrag::remove_leftover(path)?;
-        let db = redb::Builder::new()
-            .set_cache_size(CACHE_BYTES)
-            .create(path)?;
+        let db = backend::open(
+            redb::Builder::new().set_cache_size(CACHE_BYTES),
+            path,
+            layer.as_ref(),
+        )?;
         let txn = db.begin_write()?;
         let (current, compact, created) = {
             // Opening creates missing tables, so readers can always open all of them.
@@ -119,6 +130,7 @@ impl Mvcc {
             path: path.to_owned(),
             revisions: Revisions::new(current, compact),
             in_use: Mutex::new(None),
+            layer,
         })
     }
 
@@ -252,6 +264,11 @@ impl Mvcc {
         self.with_view(|view| hash_kv(view, rev))
     }
 
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Size of the database file in bytes (etcd's `dbSize`).
     pub fn size_bytes(&self) -> Result<u64, MvccError> {
         Ok(std::fs::metadata(&self.path)?.len())
@@ -298,7 +315,7 @@ impl Mvcc {
         let rewritten = old
             .begin_read()
             .map_err(MvccError::from)
-            .and_then(|source| defrag::rewrite(&source, &tmp, CACHE_BYTES))
+            .and_then(|source| defrag::rewrite(&source, &tmp, CACHE_BYTES, self.layer.as_ref()))
             .and_then(|fresh| defrag::replace(&tmp, &self.path).map(|()| fresh));
         let fresh = match rewritten {
             Ok(fresh) => fresh,

@@ -27,6 +27,7 @@ use redb::{
     TableDefinition, TableHandle, Value,
 };
 
+use crate::backend::BackendLayer;
 use crate::error::MvccError;
 use crate::format::{HISTORY, INDEX, LEASES, LEASE_KEYS, LIVE, META, STATE};
 
@@ -67,13 +68,13 @@ pub(crate) fn rewrite(
     source: &ReadTransaction,
     tmp: &Path,
     cache_bytes: usize,
+    layer: Option<&BackendLayer>,
 ) -> Result<Database, MvccError> {
     if tmp.exists() {
         fs::remove_file(tmp)?;
     }
-    let mut fresh = redb::Builder::new()
-        .set_cache_size(cache_bytes)
-        .create(tmp)?;
+    let mut fresh =
+        crate::backend::open(redb::Builder::new().set_cache_size(cache_bytes), tmp, layer)?;
     copy_table(source, &fresh, STATE)?;
     copy_table(source, &fresh, META)?;
     copy_table(source, &fresh, LEASES)?;

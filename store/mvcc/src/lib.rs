@@ -6,6 +6,7 @@
 //! and serves reads with [`Mvcc::range`]. The on-disk layout is in `docs/mvcc-format.md`.
 //!
 //! Module map:
+//! - [`backend`] — the file under redb, and the [`BackendLayer`] hook for storage faults.
 //! - [`database`] — [`Mvcc`]: open, reads, write batches, snapshots, hashes, lease queries,
 //!   defragmentation.
 //! - [`batch`] — [`WriteBatch`], [`Command`], [`Response`]: atomic application of commands.
@@ -21,6 +22,7 @@
 //! - `defrag` — rewriting the store into a packed file and swapping it in ([`DefragReport`]).
 //! - [`error`] — [`MvccError`].
 
+pub mod backend;
 pub mod batch;
 mod compact;
 pub mod database;
@@ -40,6 +42,7 @@ mod txn;
 mod view;
 mod writer;
 
+pub use backend::BackendLayer;
 pub use batch::{Command, CommandResult, Response, WriteBatch};
 pub use database::Mvcc;
 pub use defrag::DefragReport;

@@ -5,13 +5,15 @@
 //! - [`log_store`]: openraft's log storage over the segmented log of `cairn-log`;
 //! - [`state_machine`]: openraft's state machine over the redb MVCC of `cairn-mvcc`;
 //! - [`network`]: the client side of the peer transport (gRPC `RaftPeer`);
-//! - [`peer_service`]: the server side of the peer transport.
+//! - [`peer_service`]: the server side of the peer transport;
+//! - [`snapshot`]: a snapshot's data, in files rather than memory.
 
 pub mod codec;
 pub mod command;
 pub mod log_store;
 pub mod network;
 pub mod peer_service;
+pub mod snapshot;
 pub mod state_machine;
 
 use std::fmt;
@@ -59,4 +61,4 @@ pub type EntryPayload = openraft::EntryPayload<Command, MemberId, Member>;
 pub type Membership = openraft::Membership<MemberId, Member>;
 pub type StoredMembership = openraft::StoredMembership<LeaderId, MemberId, Member>;
 pub type SnapshotMeta = openraft::SnapshotMeta<LeaderId, MemberId, Member>;
-pub type SnapshotImage = openraft::Snapshot<LeaderId, MemberId, Member, Vec<u8>>;
+pub type SnapshotImage = openraft::Snapshot<LeaderId, MemberId, Member, snapshot::SnapshotData>;

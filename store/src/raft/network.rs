@@ -29,6 +29,7 @@ use tonic::service::Interceptor;
 use tonic::transport::{Channel, Endpoint};
 
 use super::codec::{self, Writer};
+use super::snapshot::{read_full, ImageFile, SnapshotData};
 use super::{Member, MemberId, TypeConfig, Vote};
 use crate::tls::connector::TlsConnector;
 
@@ -194,12 +195,50 @@ fn status_error<E: std::error::Error>(status: tonic::Status) -> RPCError<TypeCon
     }
 }
 
+/// The chunks of an install-snapshot stream, read from the image file as they are sent (so a
+/// transfer holds one chunk in memory, not the image). The first chunk carries `meta`; the last
+/// one is marked `done`, so a stream cut short (the file unreadable) is refused by the receiver.
+fn image_chunks(
+    image: ImageFile,
+    meta: Vec<u8>,
+) -> std::io::Result<impl futures::Stream<Item = SnapshotChunk> + Send + 'static> {
+    let len = image.len();
+    let reader = image.into_async_reader()?;
+    Ok(futures::stream::unfold(
+        Some((reader, Some(meta), 0u64)),
+        move |state| async move {
+            let (mut reader, mut meta, sent) = state?;
+            let want = (len - sent).min(SNAPSHOT_CHUNK as u64) as usize;
+            let mut data = vec![0; want];
+            match read_full(&mut reader, &mut data).await {
+                Ok(n) if n == want => {}
+                Ok(n) => {
+                    tracing::warn!(len, read = sent + n as u64, "snapshot image ended early");
+                    return None;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading a snapshot image failed");
+                    return None;
+                }
+            }
+            let sent = sent + want as u64;
+            let done = sent == len;
+            let chunk = SnapshotChunk {
+                meta: meta.take().unwrap_or_default(),
+                data,
+                done,
+            };
+            Some((chunk, (!done).then_some((reader, meta, sent))))
+        },
+    ))
+}
+
 fn decode_error<E: std::error::Error>(e: std::io::Error) -> RPCError<TypeConfig, E> {
     RPCError::Network(NetworkError::new(&e))
 }
 
 impl RaftNetworkV2<TypeConfig> for PeerClient {
-    type SnapshotData = Vec<u8>;
+    type SnapshotData = SnapshotData;
 
     async fn append_entries(
         &mut self,
@@ -257,26 +296,14 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         let mut meta = Writer::default();
         meta.vote(&vote);
         meta.snapshot_meta(&snapshot.meta);
-        let data = snapshot.snapshot;
-        let mut chunks = Vec::with_capacity(data.len() / SNAPSHOT_CHUNK + 1);
-        let mut first = Some(meta.buf);
-        let mut pieces = data.chunks(SNAPSHOT_CHUNK).peekable();
-        if pieces.peek().is_none() {
-            chunks.push(SnapshotChunk {
-                meta: first.take().unwrap_or_default(),
-                data: vec![],
-                done: true,
-            });
-        }
-        while let Some(piece) = pieces.next() {
-            chunks.push(SnapshotChunk {
-                meta: first.take().unwrap_or_default(),
-                data: piece.to_vec(),
-                done: pieces.peek().is_none(),
-            });
-        }
+        let SnapshotData::Image(image) = snapshot.snapshot else {
+            let e = std::io::Error::other("a snapshot without an image cannot be sent");
+            return Err(StreamingError::Network(NetworkError::new(&e)));
+        };
+        let chunks = image_chunks(image, meta.buf)
+            .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
         let ttl = option.hard_ttl().max(Duration::from_secs(60));
-        let send = client.install_snapshot(tokio_stream::iter(chunks));
+        let send = client.install_snapshot(chunks);
         let resp = tokio::select! {
             closed = cancel => return Err(StreamingError::Closed(closed)),
             r = tokio::time::timeout(ttl, send) => r,

@@ -14,6 +14,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::codec::{self, Reader};
 use super::command::{Command, CommandResult};
 use super::network::cluster_id_of;
+use super::snapshot::{ImageFile, SnapshotData};
 use crate::lessor::{leader, Lessor};
 use crate::node::{
     encode_read_index, Node, FORWARD_LEASE_KEEPALIVE, FORWARD_LEASE_TIME_TO_LIVE, FORWARD_PROPOSE,
@@ -54,6 +55,11 @@ impl PeerService {
 
 fn bad_request(e: std::io::Error) -> Status {
     Status::invalid_argument(format!("malformed peer message: {e}"))
+}
+
+/// A local failure (the receiving member's own disk).
+fn local_io(e: std::io::Error) -> Status {
+    Status::internal(format!("storing the snapshot failed: {e}"))
 }
 
 fn stopped<E: std::fmt::Display>(e: E) -> Status {
@@ -105,7 +111,11 @@ impl RaftPeer for PeerService {
         self.same_cluster(&request)?;
         let mut stream = request.into_inner();
         let mut header = None;
-        let mut data = Vec::new();
+        // The image goes to a temporary file beside the store, never whole into memory.
+        let dir = self.node.mvcc.path().parent().map(ToOwned::to_owned);
+        let dir = dir.unwrap_or_else(|| ".".into());
+        let mut image = ImageFile::receive(&dir).map_err(local_io)?;
+        let mut done = false;
         while let Some(chunk) = stream.next().await {
             let chunk = chunk?;
             if header.is_none() {
@@ -114,13 +124,19 @@ impl RaftPeer for PeerService {
                 let meta = r.snapshot_meta().map_err(bad_request)?;
                 header = Some((vote, meta));
             }
-            data.extend_from_slice(&chunk.data);
+            image.append(&chunk.data).map_err(local_io)?;
             if chunk.done {
+                done = true;
                 break;
             }
         }
         let (vote, meta) =
             header.ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
+        if !done {
+            return Err(Status::invalid_argument(
+                "snapshot stream ended before its last chunk",
+            ));
+        }
         let resp = self
             .node
             .raft
@@ -128,7 +144,7 @@ impl RaftPeer for PeerService {
                 vote,
                 Snapshot {
                     meta,
-                    snapshot: data,
+                    snapshot: SnapshotData::Image(image),
                 },
             )
             .await

@@ -33,6 +33,7 @@ use cairn_proto::etcdserverpb::{AlarmMember, AlarmResponse, AlarmType};
 use tokio::sync::watch;
 
 use super::codec::{self, Reader, Writer};
+use super::snapshot::{ImageFile, SnapshotData};
 use super::{
     Command, CommandResult, LogId, SnapshotImage, SnapshotMeta, StoredMembership, TypeConfig,
 };
@@ -352,14 +353,34 @@ impl StateMachine {
 /// A snapshot of the store after a durable commit (openraft purges the log behind it).
 /// The applied id and membership come from the image's own meta, so they describe exactly
 /// the state the image holds even while entries keep being applied.
-fn durable_snapshot(mvcc: &Mvcc) -> io::Result<SnapshotImage> {
+/// Makes every applied entry durable in redb and returns the log id and membership that now
+/// covers: a snapshot needing no copy of the store (see [`SnapshotData::InPlace`]).
+fn durable_point(mvcc: &Mvcc) -> io::Result<SnapshotMeta> {
     mvcc.begin().and_then(|b| b.commit(true)).map_err(io_err)?;
-    let snap = mvcc.snapshot().map_err(io_err)?;
-    let last_log_id = match snap.info.meta.get(META_APPLIED) {
+    let last_log_id = match mvcc.read_meta(META_APPLIED).map_err(io_err)? {
+        Some(b) => codec::decode_opt_log_id(&b)?,
+        None => None,
+    };
+    let last_membership = match mvcc.read_meta(META_MEMBERSHIP).map_err(io_err)? {
+        Some(b) => Reader::new(&b).stored_membership()?,
+        None => StoredMembership::default(),
+    };
+    Ok(SnapshotMeta {
+        last_log_id,
+        last_membership,
+    })
+}
+
+/// A full image of the store in a temporary file next to it, with the log id and membership
+/// it holds (read from the image itself, so the two always agree).
+fn image_snapshot(mvcc: &Mvcc) -> io::Result<SnapshotImage> {
+    let dir = mvcc.path().parent().unwrap_or(std::path::Path::new("."));
+    let (image, info) = ImageFile::write(mvcc, dir)?;
+    let last_log_id = match info.meta.get(META_APPLIED) {
         Some(b) => codec::decode_opt_log_id(b)?,
         None => None,
     };
-    let last_membership = match snap.info.meta.get(META_MEMBERSHIP) {
+    let last_membership = match info.meta.get(META_MEMBERSHIP) {
         Some(b) => Reader::new(b).stored_membership()?,
         None => StoredMembership::default(),
     };
@@ -368,7 +389,7 @@ fn durable_snapshot(mvcc: &Mvcc) -> io::Result<SnapshotImage> {
             last_log_id,
             last_membership,
         },
-        snapshot: snap.image,
+        snapshot: SnapshotData::Image(image),
     })
 }
 
@@ -395,7 +416,7 @@ fn kv_result(r: cairn_mvcc::CommandResult) -> CommandResult {
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {
-    type SnapshotData = Vec<u8>;
+    type SnapshotData = SnapshotData;
     type SnapshotBuilder = SnapshotBuilder;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
@@ -425,10 +446,18 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        snapshot: Vec<u8>,
+        snapshot: SnapshotData,
     ) -> Result<(), io::Error> {
+        let SnapshotData::Image(image) = snapshot else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a snapshot without an image cannot be installed",
+            ));
+        };
         let _writing = self.gate.writing().await;
-        self.mvcc.install_snapshot(&snapshot).map_err(io_err)?;
+        self.mvcc
+            .install_snapshot_from(image.into_reader()?)
+            .map_err(io_err)?;
         let mut batch = self.mvcc.begin().map_err(io_err)?;
         batch
             .set_meta(
@@ -460,31 +489,48 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok(())
     }
 
+    /// A snapshot to send to a follower: a full image, written at the moment it is asked for
+    /// (the snapshots a member builds for itself hold none, see [`SnapshotData`]).
     async fn get_current_snapshot(&mut self) -> Result<Option<SnapshotImage>, io::Error> {
         if self.read_applied()?.is_none() {
             return Ok(None);
         }
-        let snapshot = {
+        {
             let _writing = self.gate.writing().await;
-            durable_snapshot(&self.mvcc)?
-        };
+            self.mvcc
+                .begin()
+                .and_then(|b| b.commit(true))
+                .map_err(io_err)?;
+        }
         self.since_durable = 0;
         self.last_durable = Instant::now();
+        // The image is one read transaction: applies go on while it is written.
+        let mvcc = self.mvcc.clone();
+        let snapshot = tokio::task::spawn_blocking(move || image_snapshot(&mvcc))
+            .await
+            .map_err(io_err)??;
         Ok(Some(snapshot))
     }
 }
 
-/// Builds a snapshot from a consistent read of the store, after a durable commit.
+/// Builds the snapshot a member keeps for itself: a durable commit of everything applied, which
+/// lets openraft purge the log up to it. Nothing is copied (see [`SnapshotData::InPlace`]).
 pub struct SnapshotBuilder {
     mvcc: Arc<Mvcc>,
     gate: ApplyGate,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
-    type SnapshotData = Vec<u8>;
+    type SnapshotData = SnapshotData;
 
     async fn build_snapshot(&mut self) -> Result<SnapshotImage, io::Error> {
         let _writing = self.gate.writing().await;
-        durable_snapshot(&self.mvcc)
+        Ok(Snapshot {
+            meta: durable_point(&self.mvcc)?,
+            snapshot: SnapshotData::InPlace,
+        })
     }
 }
+
+#[cfg(test)]
+mod crash_tests;

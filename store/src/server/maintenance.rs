@@ -15,15 +15,31 @@ use tonic::{Request, Response, Status};
 
 use super::errors::EtcdError;
 use crate::node::Node;
+use crate::raft::snapshot::{read_full, ImageFile};
 use crate::raft::{Command, CommandResult};
 use cairn_proto::etcdserverpb::alarm_request::AlarmAction;
 use cairn_proto::etcdserverpb::AlarmType;
+use sha2::{Digest, Sha256};
 
 /// The etcd API version cairn-store speaks; clients gate features on it.
 pub const ETCD_VERSION: &str = "3.5.0";
 
 /// Snapshot stream chunk size (etcd's).
 const SNAPSHOT_CHUNK: usize = 32 * 1024;
+
+/// A sink that only checksums what is written to it.
+struct CrcWriter(crc32fast::Hasher);
+
+impl std::io::Write for CrcWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
 
 pub struct MaintenanceService {
     pub node: Arc<Node>,
@@ -136,10 +152,19 @@ impl Maintenance for MaintenanceService {
     /// A checksum of this member's whole state machine image (data, leases and meta), equal
     /// on members that applied the same log prefix.
     async fn hash(&self, _: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
-        let snap = self.node.mvcc.snapshot().map_err(EtcdError::from)?;
+        // The image is hashed as it is written, never held in memory.
+        let mvcc = self.node.mvcc.clone();
+        let (info, hash) = tokio::task::spawn_blocking(move || {
+            let mut crc = CrcWriter(crc32fast::Hasher::new());
+            mvcc.write_snapshot(&mut crc)
+                .map(|info| (info, crc.0.finalize()))
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(EtcdError::from)?;
         Ok(Response::new(HashResponse {
-            header: Some(self.node.header(snap.info.current_revision)),
-            hash: crc32fast::hash(&snap.image),
+            header: Some(self.node.header(info.current_revision)),
+            hash,
         }))
     }
 
@@ -168,29 +193,56 @@ impl Maintenance for MaintenanceService {
         &self,
         _: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
+        // The image goes to a temporary file beside the store and is sent from there, sealed
+        // as it streams: a backup never holds the store in memory.
         let mvcc = self.node.mvcc.clone();
-        let (image, revision) = tokio::task::spawn_blocking(move || {
-            mvcc.snapshot()
-                .map(|s| (crate::backup::seal(s.image), s.info.current_revision))
+        let (image, info) = tokio::task::spawn_blocking(move || {
+            let dir = mvcc.path().parent().map(ToOwned::to_owned);
+            ImageFile::write(&mvcc, &dir.unwrap_or_else(|| ".".into()))
         })
         .await
         .map_err(|e| Status::internal(e.to_string()))?
-        .map_err(EtcdError::from)?;
-        let header = self.node.header(revision);
-        let total = image.len();
-        let chunks: Vec<Result<SnapshotResponse, Status>> = image
-            .chunks(SNAPSHOT_CHUNK)
-            .scan(0usize, |sent, blob| {
-                *sent += blob.len();
-                Some(Ok(SnapshotResponse {
-                    header: Some(header),
-                    remaining_bytes: (total - *sent) as u64,
-                    blob: blob.to_vec(),
-                    version: ETCD_VERSION.to_string(),
-                }))
-            })
-            .collect();
-        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
+        .map_err(|e| Status::internal(format!("writing the backup failed: {e}")))?;
+        let header = self.node.header(info.current_revision);
+        let len = image.len();
+        let total = crate::backup::sealed_len(len);
+        let reader = image
+            .into_async_reader()
+            .map_err(|e| Status::internal(format!("reading the backup failed: {e}")))?;
+        let response = move |blob: Vec<u8>, sent: u64| SnapshotResponse {
+            header: Some(header),
+            remaining_bytes: total - sent,
+            blob,
+            version: ETCD_VERSION.to_string(),
+        };
+        // State: the file, the checksum so far and the bytes sent; `None` once all is sent.
+        let chunks = futures::stream::unfold(
+            Some((reader, Sha256::new(), 0u64)),
+            move |state| async move {
+                let (mut reader, mut hasher, sent) = state?;
+                if sent == len {
+                    let tail = crate::backup::seal_tail(len, hasher);
+                    let sent = sent + tail.len() as u64;
+                    return Some((Ok(response(tail, sent)), None));
+                }
+                let mut blob = vec![0; (len - sent).min(SNAPSHOT_CHUNK as u64) as usize];
+                match read_full(&mut reader, &mut blob).await {
+                    Ok(n) if n == blob.len() => {}
+                    Ok(_) => {
+                        let e = Status::internal("the backup image ended early");
+                        return Some((Err(e), None));
+                    }
+                    Err(e) => {
+                        let e = Status::internal(format!("reading the backup failed: {e}"));
+                        return Some((Err(e), None));
+                    }
+                }
+                hasher.update(&blob);
+                let sent = sent + blob.len() as u64;
+                Some((Ok(response(blob, sent)), Some((reader, hasher, sent))))
+            },
+        );
+        Ok(Response::new(Box::pin(chunks)))
     }
 
     /// Hands leadership to `target_id`; answered by the leader once the target leads.

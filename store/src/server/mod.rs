@@ -134,6 +134,18 @@ pub async fn start_with_log_fs(
     cfg: Config,
     log_fs: Arc<dyn cairn_log::FileSystem>,
 ) -> anyhow::Result<Server> {
+    start_with_storage(cfg, log_fs, None).await
+}
+
+/// [`start_with_log_fs`], with the state machine's redb files also going through `db_layer`
+/// (see `cairn_mvcc::backend`): the hook where tests fail or crash the state machine's commits.
+/// Not a configuration users have.
+#[doc(hidden)]
+pub async fn start_with_storage(
+    cfg: Config,
+    log_fs: Arc<dyn cairn_log::FileSystem>,
+    db_layer: Option<cairn_mvcc::BackendLayer>,
+) -> anyhow::Result<Server> {
     cfg.validate()?;
     let data_dir = cfg.data_dir();
     let member_dir = data_dir.join("member");
@@ -180,7 +192,8 @@ pub async fn start_with_log_fs(
     .context("opening the raft log")?;
     let log_store = LogStore::new(Arc::new(log));
     let mvcc = Arc::new(
-        cairn_mvcc::Mvcc::open(&member_dir.join("db")).context("opening the state machine")?,
+        cairn_mvcc::Mvcc::open_with(&member_dir.join("db"), db_layer)
+            .context("opening the state machine")?,
     );
     let (applied_tx, applied_rx) = sync_watch::channel(0u64);
     let lessor = Arc::new(Lessor::new(

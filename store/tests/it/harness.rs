@@ -239,6 +239,15 @@ impl Solo {
         extra: &[&str],
         log_fs: std::sync::Arc<dyn cairn_log::FileSystem>,
     ) -> Self {
+        Self::start_with_storage(extra, log_fs, None).await
+    }
+
+    /// [`Solo::start_on`], with the state machine's redb files also going through `db_layer`.
+    pub async fn start_with_storage(
+        extra: &[&str],
+        log_fs: std::sync::Arc<dyn cairn_log::FileSystem>,
+        db_layer: Option<cairn_mvcc::BackendLayer>,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let client = format!("http://127.0.0.1:{}", free_port());
         let peer = format!("http://127.0.0.1:{}", free_port());
@@ -268,7 +277,7 @@ impl Solo {
         .collect();
         args.extend(extra.iter().map(|s| s.to_string()));
         let cfg = cairn_store::Config::parse_args(args.clone()).expect("flags");
-        let server = cairn_store::start_with_log_fs(cfg, log_fs)
+        let server = cairn_store::start_with_storage(cfg, log_fs, db_layer)
             .await
             .expect("start");
         wait_ready(&client, Duration::from_secs(10)).await;

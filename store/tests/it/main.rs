@@ -10,8 +10,10 @@
 //! - `lease`: grant / revoke / keep-alive / time-to-live, expiry by the leader's lessor,
 //!   keep-alives through a follower, leases outliving a killed leader;
 //! - `processes`: real `cairn-store` processes — kill -9 and restart, a 3-member cluster
-//!   losing its leader, a restarted member catching up, a follower restarting from a torn log tail;
-//! - `storage_failure`: a member whose Raft log fsync fails stops serving and exits non-zero;
+//!   losing its leader, a restarted member catching up, a follower and a leader restarting from
+//!   a torn log tail (the leader's holding entries nobody else has);
+//! - `storage_failure`: a member whose Raft log fsync or write fails (EIO, ENOSPC), or whose
+//!   state machine commit fails, stops serving and exits non-zero, losing nothing acknowledged;
 //! - `tls`: `https` client and peer URLs with etcd's certificate flags — gRPC, `/health` and
 //!   `/metrics` over TLS, client-certificate authentication, peer TLS and peer auto TLS;
 //! - `watch`: the Watch service — every option, exactly-once delivery, history replay,

@@ -734,3 +734,184 @@ async fn a_follower_restarts_from_a_torn_log_tail() {
         }
     }
 }
+
+/// The index in `members` of the member every running member names as leader, once they agree.
+async fn leader_index(members: &[crate::harness::Member], within: Duration) -> usize {
+    let deadline = Instant::now() + within;
+    loop {
+        let leader = leader_of(&members[0].client_url).await;
+        if leader != 0 {
+            for (i, m) in members.iter().enumerate() {
+                if member_id_of(&m.client_url).await == leader {
+                    return i;
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "no leader within {within:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every `torn/` key on `endpoint`, read locally, checked against the `written` acknowledged
+/// values `v0..`.
+async fn assert_every_acknowledged_write_on(endpoint: &str, written: usize) {
+    let all = kv(endpoint)
+        .await
+        .range(RangeRequest {
+            key: "torn/".into(),
+            range_end: "torn0".into(),
+            serializable: true,
+            ..Default::default()
+        })
+        .await
+        .expect("read on the restarted member")
+        .into_inner();
+    assert_eq!(
+        all.count, written as i64,
+        "every acknowledged write is on {endpoint}"
+    );
+    for (i, kv) in all.kvs.iter().enumerate() {
+        assert_eq!(kv.value, format!("v{i}").into_bytes(), "torn/{i:03}");
+    }
+}
+
+/// The leader's own log torn, in the two shapes that matter (Raft §5.4, "Safety"):
+///
+/// 1. the torn record is an acknowledged entry — a quorum holds it, the leader loses it with
+///    its leadership, and gets it back from the next leader;
+/// 2. the torn record is one of entries only the leader holds: both followers are frozen
+///    (SIGSTOP), writes sent to the leader are appended and fsynced there but never committed
+///    nor acknowledged, then the leader is killed with `-9`, its tail torn, the followers
+///    resumed. They elect a leader without those entries and go on; the old leader's
+///    uncommitted suffix, torn or not, must give way to the new leader's log.
+///
+/// Each time: nothing acknowledged is lost, the members converge to equal HashKV (so the
+/// unacknowledged writes are on all of them or on none), every acknowledged write readable on
+/// the restarted member.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_restarts_from_a_torn_log_tail() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut members = cluster(&["l1", "l2", "l3"], dir.path());
+    for m in &mut members {
+        m.start();
+    }
+    for m in &members {
+        wait_ready(&m.client_url, Duration::from_secs(30)).await;
+    }
+    let mut written = 0;
+
+    // Round 1: an acknowledged entry torn on the leader.
+    let old = leader_index(&members, Duration::from_secs(30)).await;
+    tracing_phase(&format!(
+        "40 acknowledged writes through the leader {}",
+        members[old].name
+    ));
+    let mut writer = kv(&members[old].client_url).await;
+    for _ in 0..40 {
+        writer
+            .put(put(&format!("torn/{written:03}"), &format!("v{written}")))
+            .await
+            .expect("put");
+        written += 1;
+    }
+    tracing_phase("kill -9 the leader, tear its last record (cut short)");
+    members[old].kill9();
+    tear_log_tail(&members[old].data_dir, TailDamage::CutShort);
+    let other = (old + 1) % 3;
+    wait_ready(&members[other].client_url, Duration::from_secs(30)).await;
+    tracing_phase("20 more writes through the new leader, then restart the old one");
+    let mut writer = kv(&members[other].client_url).await;
+    for _ in 0..20 {
+        writer
+            .put(put(&format!("torn/{written:03}"), &format!("v{written}")))
+            .await
+            .expect("put");
+        written += 1;
+    }
+    members[old].start();
+    wait_ready(&members[old].client_url, Duration::from_secs(30)).await;
+    let rev = writer
+        .range(get("torn/000"))
+        .await
+        .expect("read")
+        .into_inner()
+        .header
+        .expect("header")
+        .revision;
+    let hashes = hash_kv_of_all(&members, rev).await;
+    assert!(hashes.windows(2).all(|w| w[0] == w[1]), "{hashes:?}");
+    assert_every_acknowledged_write_on(&members[old].client_url, written).await;
+
+    // Round 2: entries only the leader holds, the last of them torn.
+    let old = leader_index(&members, Duration::from_secs(30)).await;
+    let followers: Vec<usize> = (0..3).filter(|i| *i != old).collect();
+    let (_, before, _) = last_record(&members[old].data_dir);
+    tracing_phase(&format!(
+        "freeze both followers; 10 writes to the leader {} that it logs but cannot commit",
+        members[old].name
+    ));
+    for &f in &followers {
+        members[f].freeze(true);
+    }
+    // Each write waits for a quorum that never comes; none may be acknowledged.
+    let lonely = kv(&members[old].client_url).await;
+    let pending: Vec<_> = (0..10)
+        .map(|i| {
+            let mut client = lonely.clone();
+            tokio::spawn(async move {
+                client
+                    .put(put(&format!("unacknowledged/{i}"), "never acknowledged"))
+                    .await
+            })
+        })
+        .collect();
+    // The leader appends a proposal before replicating it; wait until its log shows them.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while last_record(&members[old].data_dir).1 == before {
+        assert!(
+            Instant::now() < deadline,
+            "the leader never logged the writes"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tracing_phase("kill -9 the leader, zero the end of its last record, resume the followers");
+    members[old].kill9();
+    for p in pending {
+        let answer = p.await.expect("writer");
+        assert!(
+            answer.is_err(),
+            "a write was acknowledged without a quorum: {answer:?}"
+        );
+    }
+    tear_log_tail(&members[old].data_dir, TailDamage::Zeroed);
+    for &f in &followers {
+        members[f].freeze(false);
+    }
+    wait_ready(&members[followers[0]].client_url, Duration::from_secs(30)).await;
+    tracing_phase("20 acknowledged writes through the followers' new leader");
+    let mut writer = kv(&members[followers[0]].client_url).await;
+    for _ in 0..20 {
+        writer
+            .put(put(&format!("torn/{written:03}"), &format!("v{written}")))
+            .await
+            .expect("put");
+        written += 1;
+    }
+    tracing_phase("restart the old leader: its uncommitted suffix gives way");
+    members[old].start();
+    wait_ready(&members[old].client_url, Duration::from_secs(30)).await;
+    let rev = writer
+        .range(get("torn/000"))
+        .await
+        .expect("read")
+        .into_inner()
+        .header
+        .expect("header")
+        .revision;
+    let hashes = hash_kv_of_all(&members, rev).await;
+    assert!(hashes.windows(2).all(|w| w[0] == w[1]), "{hashes:?}");
+    assert_eq!(hashes[0].2, rev);
+    for m in &members {
+        assert_every_acknowledged_write_on(&m.client_url, written).await;
+    }
+}

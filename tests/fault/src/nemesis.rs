@@ -5,6 +5,9 @@
 //! majority is always *eventually* reachable and the run ends with a healthy cluster. Targets
 //! are "the leader" (resolved when the fault starts, and logged) or a fixed member. Pauses are
 //! held longer than the election timeout so that the rest of the cluster moves on.
+//!
+//! Faults between two members (a bridge, one-way loss) pair the target with its *neighbour*,
+//! the next member by index (`(i + 1) % n`), so a seed names both ends.
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -28,6 +31,14 @@ pub enum Fault {
     Isolate(Target),
     /// Cut only the target's outgoing links: it hears the others, they do not hear it.
     MuteOutbound(Target),
+    /// Cut the target and its neighbour apart, both directions; the third member still talks
+    /// to both and bridges them (A–B–C with A and C cut off from each other).
+    Bridge(Target),
+    /// Lose every byte the target sends its neighbour (the connection carrying them is reset);
+    /// the neighbour's bytes still reach the target.
+    LoseOutbound(Target),
+    /// Lose every byte the target's neighbour sends it; the target's bytes still get through.
+    LoseInbound(Target),
     /// Every link slowed down by this many milliseconds.
     Delay(u64),
     /// Remove the target from the cluster, wipe its data, add it back as a new member.
@@ -61,12 +72,15 @@ impl Schedule {
             } else {
                 Target::Member(rng.below(members as u64) as usize)
             };
-            let fault = match rng.below(6) {
+            let fault = match rng.below(9) {
                 0 => Fault::Kill(target),
                 1 => Fault::Pause(target),
                 2 => Fault::Isolate(target),
                 3 => Fault::MuteOutbound(target),
                 4 => Fault::Replace(target),
+                5 => Fault::Bridge(target),
+                6 => Fault::LoseOutbound(target),
+                7 => Fault::LoseInbound(target),
                 _ => Fault::Delay(rng.between(5, 60)),
             };
             let gap = Duration::from_millis(rng.between(300, 1500));
@@ -74,6 +88,24 @@ impl Schedule {
             elapsed += gap + hold;
             steps.push(Step { gap, fault, hold });
         }
+        Schedule { seed, steps }
+    }
+
+    /// Every partition shape once, each aimed at the leader: the minority partition holding
+    /// the leader (with three members, the leader alone), a bridge with the leader at one end,
+    /// then one-way loss out of the leader and into it. The seed only feeds the clients.
+    pub fn partitions(seed: u64) -> Schedule {
+        let hold = Duration::from_millis(5 * ELECTION_MS);
+        let gap = Duration::from_millis(800);
+        let steps = [
+            Fault::Isolate(Target::Leader),
+            Fault::Bridge(Target::Leader),
+            Fault::LoseOutbound(Target::Leader),
+            Fault::LoseInbound(Target::Leader),
+        ]
+        .into_iter()
+        .map(|fault| Step { gap, fault, hold })
+        .collect();
         Schedule { seed, steps }
     }
 }
@@ -94,6 +126,9 @@ impl fmt::Display for Fault {
             Fault::Pause(t) => write!(f, "SIGSTOP {t}, SIGCONT"),
             Fault::Isolate(t) => write!(f, "isolate {t}"),
             Fault::MuteOutbound(t) => write!(f, "cut {t}'s outbound links"),
+            Fault::Bridge(t) => write!(f, "cut {t} and its neighbour apart (bridge)"),
+            Fault::LoseOutbound(t) => write!(f, "lose {t}'s bytes to its neighbour"),
+            Fault::LoseInbound(t) => write!(f, "lose its neighbour's bytes to {t}"),
             Fault::Delay(ms) => write!(f, "delay every link {ms}ms"),
             Fault::Replace(t) => write!(f, "replace {t} by a fresh member"),
         }
@@ -136,6 +171,9 @@ pub async fn run(schedule: &Schedule, cluster: &mut Cluster, start: Instant) -> 
             | Fault::Pause(Target::Leader)
             | Fault::Isolate(Target::Leader)
             | Fault::MuteOutbound(Target::Leader)
+            | Fault::Bridge(Target::Leader)
+            | Fault::LoseOutbound(Target::Leader)
+            | Fault::LoseInbound(Target::Leader)
             | Fault::Replace(Target::Leader) => cluster.leader().await,
             _ => None,
         };
@@ -172,6 +210,32 @@ pub async fn run(schedule: &Schedule, cluster: &mut Cluster, start: Instant) -> 
                 }
                 tokio::time::sleep(step.hold).await;
                 note(format!("heal m{i}'s outbound links"));
+                cluster.net.heal();
+            }
+            Fault::Bridge(t) => {
+                let i = resolve(t, leader);
+                let j = (i + 1) % cluster.members.len();
+                let k = (j + 1) % cluster.members.len();
+                note(format!("cut m{i} ({t}) and m{j} apart; m{k} bridges them"));
+                cluster.net.set_cut(i, j, true);
+                cluster.net.set_cut(j, i, true);
+                tokio::time::sleep(step.hold).await;
+                note(format!("heal m{i}-m{j}"));
+                cluster.net.heal();
+            }
+            Fault::LoseOutbound(t) | Fault::LoseInbound(t) => {
+                let i = resolve(t, leader);
+                let j = (i + 1) % cluster.members.len();
+                let (from, to) = match step.fault {
+                    Fault::LoseOutbound(_) => (i, j),
+                    _ => (j, i),
+                };
+                note(format!(
+                    "lose m{from} -> m{to}, deliver m{to} -> m{from} ({t} is m{i})"
+                ));
+                cluster.net.set_lost(from, to, true);
+                tokio::time::sleep(step.hold).await;
+                note(format!("heal m{from} -> m{to}"));
                 cluster.net.heal();
             }
             Fault::Replace(t) => {
@@ -215,5 +279,36 @@ mod tests {
             .steps
             .iter()
             .all(|s| s.hold >= Duration::from_millis(2 * ELECTION_MS)));
+    }
+
+    /// Every fault kind turns up in the first eight seeds, which are the ones run before a
+    /// change to the schedule lands.
+    #[test]
+    fn seeds_one_to_eight_draw_every_fault_kind() {
+        let kinds = |f: &Fault| std::mem::discriminant(f);
+        let seen: std::collections::HashSet<_> = (1..=8)
+            .flat_map(|seed| Schedule::generate(seed, 3, Duration::from_secs(15)).steps)
+            .map(|s| kinds(&s.fault))
+            .collect();
+        assert_eq!(
+            seen.len(),
+            9,
+            "fault kinds drawn by seeds 1..=8: {}",
+            seen.len()
+        );
+    }
+
+    #[test]
+    fn the_partition_schedule_aims_every_partition_shape_at_the_leader() {
+        let s = Schedule::partitions(1);
+        assert_eq!(
+            s.steps.iter().map(|s| s.fault).collect::<Vec<_>>(),
+            vec![
+                Fault::Isolate(Target::Leader),
+                Fault::Bridge(Target::Leader),
+                Fault::LoseOutbound(Target::Leader),
+                Fault::LoseInbound(Target::Leader),
+            ]
+        );
     }
 }

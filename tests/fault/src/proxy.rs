@@ -7,10 +7,14 @@
 //! the rule of the directed link `a → b` to the bytes `a` sends and `b → a` to the replies.
 //!
 //! Invariants:
-//! - bytes are never dropped or reordered inside a connection (that would corrupt HTTP/2 rather
-//!   than model a network): a cut link *stalls* — the proxy holds the bytes, TCP back-pressure
-//!   does the rest — exactly as a partition looks to a TCP endpoint, and a healed link delivers
-//!   what was held, late, unless an endpoint gave up on the connection meanwhile;
+//! - bytes are never dropped or reordered inside a connection that goes on (that would corrupt
+//!   HTTP/2 rather than model a network): a cut link *stalls* — the proxy holds the bytes, TCP
+//!   back-pressure does the rest — exactly as a partition looks to a TCP endpoint, and a healed
+//!   link delivers what was held, late, unless an endpoint gave up on the connection meanwhile;
+//! - a *lossy* link loses bytes the only way TCP can show it: the chunk is discarded and the
+//!   connection carrying it is closed, both directions, whatever travels the other way — so
+//!   a member whose replies are lost sees its requests arrive yet never hears back, and every
+//!   new connection dies at its first byte across the lossy direction;
 //! - a delay postpones each chunk by the link's delay, preserving order;
 //! - a connection whose source cannot be identified is stalled only when its destination is
 //!   cut off from every other member.
@@ -30,6 +34,8 @@ use tokio::task::JoinHandle;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Rule {
     pub cut: bool,
+    /// Bytes are discarded and their connection reset (takes precedence over `cut`).
+    pub lose: bool,
     pub delay: Duration,
 }
 
@@ -74,6 +80,11 @@ impl Network {
         self.update(|s| s.rules.entry((from, to)).or_default().cut = cut);
     }
 
+    /// Makes the directed link `from → to` lose (`true`) or deliver (`false`) its bytes.
+    pub fn set_lost(&self, from: usize, to: usize, lose: bool) {
+        self.update(|s| s.rules.entry((from, to)).or_default().lose = lose);
+    }
+
     /// Cuts `member` off from every other member, both directions.
     pub fn isolate(&self, member: usize) {
         self.update(|s| {
@@ -110,7 +121,7 @@ impl Network {
                     .all(|o| s.rules.get(&(o, to)).is_some_and(|r| r.cut));
                 Rule {
                     cut: cut_off,
-                    delay: Duration::ZERO,
+                    ..Rule::default()
                 }
             }
         }
@@ -182,6 +193,9 @@ async fn pump(
                 (Some(s), None) => net.rule(None, s),
                 (None, None) => Rule::default(),
             };
+            if rule.lose {
+                return; // the chunk is lost; returning closes the connection both ways
+            }
             if !rule.cut {
                 if !rule.delay.is_zero() {
                     tokio::time::sleep(rule.delay).await;
@@ -264,6 +278,50 @@ mod tests {
         assert!(stalled.is_err(), "bytes crossed a cut link");
 
         net.heal();
+        tokio::time::timeout(Duration::from_secs(10), c.read_exact(&mut got))
+            .await
+            .expect("delivered after heal")
+            .expect("read");
+        assert_eq!(&got, b"two");
+    }
+
+    /// A lossy link discards what crosses it and resets the connection, even one opened from
+    /// the other side; a new connection works again once healed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lossy_link_resets_the_connection_carrying_its_bytes() {
+        let echo = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let echo_addr = echo.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((s, _)) = echo.accept().await {
+                tokio::spawn(async move {
+                    let (mut r, mut w) = s.into_split();
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                });
+            }
+        });
+        let net = Network::new(2);
+        net.set_pid(0, Some(std::process::id()));
+        let front = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let front_addr = front.local_addr().expect("addr");
+        let _proxy = net.serve(front, 1, echo_addr);
+
+        // Member 1's replies to member 0 are lost: the request arrives, the echo does not,
+        // and the connection is closed.
+        net.set_lost(1, 0, true);
+        let mut c = TcpStream::connect(front_addr).await.expect("connect");
+        c.write_all(b"one").await.expect("write");
+        let mut got = [0u8; 3];
+        let read = tokio::time::timeout(Duration::from_secs(10), c.read(&mut got))
+            .await
+            .expect("the connection is closed, not stalled");
+        assert!(
+            matches!(read, Ok(0) | Err(_)),
+            "a lost reply arrived: {read:?}"
+        );
+
+        net.heal();
+        let mut c = TcpStream::connect(front_addr).await.expect("connect");
+        c.write_all(b"two").await.expect("write");
         tokio::time::timeout(Duration::from_secs(10), c.read_exact(&mut got))
             .await
             .expect("delivered after heal")

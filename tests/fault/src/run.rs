@@ -31,6 +31,8 @@ pub struct RunConfig {
     pub watchers: usize,
     /// Clients keeping a lease with an attached key alive.
     pub lease_clients: usize,
+    /// A hand-written schedule to apply instead of the one generated from the seed.
+    pub schedule: Option<Schedule>,
 }
 
 impl RunConfig {
@@ -45,6 +47,16 @@ impl RunConfig {
             list_keys: 4,
             watchers: 3,
             lease_clients: 2,
+            schedule: None,
+        }
+    }
+
+    /// The CI configuration with every partition shape aimed at the leader
+    /// ([`Schedule::partitions`]) instead of a generated schedule.
+    pub fn partitions(seed: u64) -> Self {
+        Self {
+            schedule: Some(Schedule::partitions(seed)),
+            ..Self::ci(seed)
         }
     }
 }
@@ -60,6 +72,8 @@ pub struct Report {
     pub anomalies: Vec<String>,
     /// Where the members' data dirs and logs were kept (only when there are anomalies).
     pub kept: Option<std::path::PathBuf>,
+    /// The command that runs this schedule again.
+    pub replay: String,
 }
 
 impl Report {
@@ -71,8 +85,7 @@ impl Report {
         panic!(
             "cairn-fault: seed {} found {} anomalies\n\n{}\nfaults as applied:\n{}\n\n{}\n\n{}\n\n\
              member logs and data dirs kept in {:?}\n\
-             replay: CAIRN_FAULT_SEED={} CAIRN_FAULT_SECONDS={} cargo nextest run -p cairn-fault \
-             replay --no-capture",
+             replay: {}",
             self.seed,
             self.anomalies.len(),
             self.schedule,
@@ -80,8 +93,7 @@ impl Report {
             self.summary,
             self.anomalies.join("\n\n"),
             self.kept,
-            self.seed,
-            self.fault_time.as_secs()
+            self.replay,
         );
     }
 }
@@ -89,7 +101,10 @@ impl Report {
 const RECOVERY: Duration = Duration::from_secs(60);
 
 pub async fn run(cfg: RunConfig) -> Report {
-    let schedule = Schedule::generate(cfg.seed, 3, cfg.fault_time);
+    let schedule = cfg
+        .schedule
+        .clone()
+        .unwrap_or_else(|| Schedule::generate(cfg.seed, 3, cfg.fault_time));
     let schedule_text = schedule.to_string();
     eprintln!(
         "cairn-fault: seed {} — {:?}\n{schedule_text}",
@@ -280,6 +295,18 @@ pub async fn run(cfg: RunConfig) -> Report {
         summary,
         anomalies,
         kept,
+        replay: match cfg.schedule {
+            // A hand-written schedule is its test's; the clients' seed is the test's too.
+            Some(_) => {
+                "cargo nextest run -p cairn-fault <the test that failed> --no-capture".into()
+            }
+            None => format!(
+                "CAIRN_FAULT_SEED={} CAIRN_FAULT_SECONDS={} cargo nextest run -p cairn-fault \
+                 replay --no-capture",
+                cfg.seed,
+                cfg.fault_time.as_secs()
+            ),
+        },
     }
 }
 

@@ -24,6 +24,14 @@ async fn seed_3_every_workload_stays_correct_under_faults() {
     run(RunConfig::ci(3)).await.assert_clean();
 }
 
+/// The minority partition holding the leader, a bridge with the leader at one end, and
+/// one-way loss out of and into the leader, each held 2.5 s: every seed draws some of these,
+/// this run always has them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_partition_shape_around_the_leader_keeps_every_workload_correct() {
+    run(RunConfig::partitions(11)).await.assert_clean();
+}
+
 /// `CAIRN_FAULT_SEED=<n>` (and `CAIRN_FAULT_SECONDS`, 15 by default): rerun one seed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replay() {

@@ -9,7 +9,9 @@
 //!
 //! Checked: every command's full response or etcd error; the watch events each commit returns;
 //! every read; after an abort nothing changed; after a reopen or snapshot install every retained
-//! revision reads the same, leases and their keys included.
+//! revision reads the same, leases and their keys included; and after every batch, HashKV at
+//! the revisions around the compact and current ones (and the errors outside them) equals a
+//! hash the model computes from its own history by etcd's definition.
 //!
 //! Txns are generated to pass the edge validation that precedes the store in production (no
 //! key put twice, no key put inside a range the same Txn deletes): the store relies on it.
@@ -34,6 +36,7 @@ use cairn_proto::etcdserverpb::{
 use cairn_proto::mvccpb::event::EventType;
 use cairn_proto::mvccpb::{Event, KeyValue};
 use libfuzzer_sys::fuzz_target;
+use prost::Message;
 
 // ---------------------------------------------------------------------------------------------
 // Input.
@@ -423,6 +426,8 @@ fn in_range(k: &[u8], key: &[u8], range_end: &[u8]) -> bool {
 #[derive(Debug, Clone)]
 struct Change {
     main: i64,
+    /// Position among the changes of revision `main` (a Txn's ops, a revoke's keys).
+    sub: i64,
     kv: Option<KeyValue>,
 }
 
@@ -558,6 +563,71 @@ impl Model {
         self.compact = rev;
     }
 
+    /// HashKV at `rev`, computed from the model's history by etcd 3.5's definition
+    /// (`unsafeHashByRev`): CRC-32C over `key`, then each change up to `rev` in (main, sub)
+    /// order as its backend key (main BE, `_`, sub BE, `t` for a tombstone) and its marshalled
+    /// `KeyValue` (the key alone for a tombstone). Changes at or below the compact revision
+    /// count only when they are their key's newest at `rev` and a put — unless no key at all
+    /// has a put as its newest change at `rev` (etcd's empty-keep quirk).
+    fn hash_kv(&self, rev: i64) -> Result<cairn_mvcc::KvHash, MvccError> {
+        if rev > 0 && rev < self.compact {
+            return Err(MvccError::Compacted);
+        }
+        if rev > self.current {
+            return Err(MvccError::FutureRevision);
+        }
+        let rev = if rev == 0 { self.current } else { rev };
+        let mut crc = Crc32c::default();
+        crc.update(b"key");
+        if rev >= 1 {
+            let mut keep = BTreeSet::new();
+            let mut any_put = false;
+            for changes in self.keys.values() {
+                if let Some(newest) = changes.iter().rev().find(|c| c.main <= rev) {
+                    if newest.kv.is_some() {
+                        any_put = true;
+                        keep.insert((newest.main, newest.sub));
+                    }
+                }
+            }
+            let mut history: Vec<(i64, i64, Vec<u8>)> = Vec::new();
+            for (key, changes) in &self.keys {
+                for c in changes.iter().filter(|c| c.main <= rev) {
+                    if c.main <= self.compact && any_put && !keep.contains(&(c.main, c.sub)) {
+                        continue;
+                    }
+                    let mut record = Vec::with_capacity(18);
+                    record.extend_from_slice(&(c.main as u64).to_be_bytes());
+                    record.push(b'_');
+                    record.extend_from_slice(&(c.sub as u64).to_be_bytes());
+                    let kv = match &c.kv {
+                        Some(kv) => kv.encode_to_vec(),
+                        None => {
+                            record.push(b't');
+                            KeyValue {
+                                key: key.clone(),
+                                ..KeyValue::default()
+                            }
+                            .encode_to_vec()
+                        }
+                    };
+                    record.extend_from_slice(&kv);
+                    history.push((c.main, c.sub, record));
+                }
+            }
+            history.sort();
+            for (_, _, record) in &history {
+                crc.update(record);
+            }
+        }
+        Ok(cairn_mvcc::KvHash {
+            hash: !crc.0,
+            compact_revision: self.compact,
+            hash_revision: rev,
+            current_revision: self.current,
+        })
+    }
+
     /// History replay from `from`, as a watcher catching up sees it.
     fn events(
         &self,
@@ -621,6 +691,8 @@ impl Model {
 struct Apply<'m> {
     model: &'m mut Model,
     begin: i64,
+    /// Sub revision of the next change.
+    sub: i64,
     changed: bool,
     events: Vec<Event>,
 }
@@ -666,8 +738,10 @@ impl Apply<'_> {
             .or_default()
             .push(Change {
                 main,
+                sub: self.sub,
                 kv: Some(kv.clone()),
             });
+        self.sub += 1;
         self.changed = true;
         self.events.push(Event {
             r#type: EventType::Put as i32,
@@ -687,7 +761,12 @@ impl Apply<'_> {
                 .keys
                 .entry(prev.key.clone())
                 .or_default()
-                .push(Change { main, kv: None });
+                .push(Change {
+                    main,
+                    sub: self.sub,
+                    kv: None,
+                });
+            self.sub += 1;
             self.changed = true;
             self.events.push(Event {
                 r#type: EventType::Delete as i32,
@@ -871,6 +950,7 @@ fn model_apply(model: &mut Model, cmd: &Command) -> (Result<Response, MvccError>
     let mut a = Apply {
         model,
         begin,
+        sub: 0,
         changed: false,
         events: Vec::new(),
     };
@@ -1001,8 +1081,55 @@ fn by_revision_and_key(events: &[Event]) -> Vec<Event> {
     sorted
 }
 
+/// CRC-32C (Castagnoli), bit by bit: a second statement of the checksum, independent of the
+/// store's table-driven one.
+struct Crc32c(u32);
+
+impl Default for Crc32c {
+    fn default() -> Self {
+        Crc32c(!0)
+    }
+}
+
+impl Crc32c {
+    fn update(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u32::from(b);
+            for _ in 0..8 {
+                self.0 = if self.0 & 1 != 0 {
+                    (self.0 >> 1) ^ 0x82F6_3B78
+                } else {
+                    self.0 >> 1
+                };
+            }
+        }
+    }
+}
+
 /// Everything a reader of `mvcc` can see must be what `model` holds.
 fn check_store(mvcc: &Mvcc, model: &Model, what: &str) {
+    let (c, now) = (model.compact, model.current);
+    let mut revs = vec![
+        -1,
+        0,
+        1,
+        c - 1,
+        c,
+        c + 1,
+        (c + now) / 2,
+        now - 1,
+        now,
+        now + 1,
+    ];
+    revs.sort_unstable();
+    revs.dedup();
+    for rev in revs {
+        assert_eq!(
+            mvcc.hash_kv(rev),
+            model.hash_kv(rev),
+            "{what}: HashKV at revision {rev}"
+        );
+    }
     assert_eq!(
         (mvcc.current_revision(), mvcc.compact_revision()),
         (model.current, model.compact),
