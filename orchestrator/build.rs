@@ -15,6 +15,8 @@ const PROTOS: &[&str] = &[
     "k8s.io/api/policy/v1/generated.proto",
     "k8s.io/api/rbac/v1/generated.proto",
     "k8s.io/api/scheduling/v1/generated.proto",
+    "k8s.io/api/authentication/v1/generated.proto",
+    "k8s.io/api/authorization/v1/generated.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -42,6 +42,8 @@ PACKAGES = {
     "k8s.io/api/policy/v1": "k8s.io/api/policy/v1/generated.proto",
     "k8s.io/api/rbac/v1": "k8s.io/api/rbac/v1/generated.proto",
     "k8s.io/api/scheduling/v1": "k8s.io/api/scheduling/v1/generated.proto",
+    "k8s.io/api/authentication/v1": "k8s.io/api/authentication/v1/generated.proto",
+    "k8s.io/api/authorization/v1": "k8s.io/api/authorization/v1/generated.proto",
     "k8s.io/apimachinery/pkg/apis/meta/v1": "k8s.io/apimachinery/pkg/apis/meta/v1/generated.proto",
     "k8s.io/apimachinery/pkg/runtime": "k8s.io/apimachinery/pkg/runtime/generated.proto",
     "k8s.io/apimachinery/pkg/util/intstr": "k8s.io/apimachinery/pkg/util/intstr/generated.proto",
@@ -56,6 +58,9 @@ HAND_DECLARED = {
     ("k8s.io/apimachinery/pkg/apis/meta/v1", "Time"): [("int64", "seconds", 1), ("int32", "nanos", 2)],
     ("k8s.io/apimachinery/pkg/apis/meta/v1", "MicroTime"): [("int64", "seconds", 1), ("int32", "nanos", 2)],
     (RESOURCE_PKG, "Quantity"): [("string", "string", 1)],
+    # Named []string types used as map values: go-to-protobuf wraps them in a message.
+    ("k8s.io/api/authentication/v1", "ExtraValue"): [("repeated string", "items", 1)],
+    ("k8s.io/api/authorization/v1", "ExtraValue"): [("repeated string", "items", 1)],
 }
 
 KIND_NAMES = {1: "bool", 2: "int", 5: "int32", 6: "int64", 8: "uint8", 17: "array", 21: "map",
@@ -223,6 +228,10 @@ def field_line(go_pkg, field, imports):
     if t["kind"] == "ptr":
         options.append("(cairn.k8s.go_pointer) = true")
         t = t["elem"]
+    # A few tags spell the name in the Go field's case (authentication/v1's `name=uID`); the
+    # field's JSON key, which is what bodies are read into, is the json name ("uid").
+    if js is not None and json_parts[0].lower() == name.lower():
+        name = json_parts[0]
     if js is not None and json_parts[0] not in ("", "-") and json_parts[0] != name:
         raise SystemExit(f"{field['go']}: json name {json_parts[0]} differs from proto name {name}")
     if js is not None and js != "-" and "omitempty" not in json_parts[1:] and json_parts[0] != "":
@@ -245,6 +254,8 @@ def field_line(go_pkg, field, imports):
         if k["kind"] != "string":
             raise SystemExit(f"{field['go']}: map key {k}")
         vt = scalar(v) if scalar(v) else message_ref(v, go_pkg, imports) if v["kind"] == "struct" else None
+        if vt is None and (v.get("pkg"), v.get("name", "").split(".", 1)[-1]) in HAND_DECLARED:
+            vt = message_ref(v, go_pkg, imports)
         if vt is None:
             raise SystemExit(f"{field['go']}: unsupported map value {v}")
         label, ty = "", f"map<string, {vt}>"
@@ -301,7 +312,8 @@ def main():
         for name in sorted(by_pkg[pkg]):
             fields = by_pkg[pkg][name]
             if fields is None:
-                lines = [(n, f"  optional {ty} {fname} = {n};") for ty, fname, n in HAND_DECLARED[(pkg, name)]]
+                lines = [(n, f"  {ty if ty.startswith('repeated ') else 'optional ' + ty} {fname} = {n};")
+                         for ty, fname, n in HAND_DECLARED[(pkg, name)]]
             else:
                 lines = [field_line(pkg, f, imports) for f in fields]
                 lines = [l for l in lines if l[0] is not None]

@@ -30,7 +30,10 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Apiserver(config) => {
                 let handle = cairn::apiserver::start(config).await?;
-                tracing::info!(addr = %handle.addr(), "apiserver serving (plain HTTP)");
+                tracing::info!(addr = %handle.addr(), "apiserver serving the insecure port");
+                if let Some(addr) = handle.secure_addr() {
+                    tracing::info!(%addr, "apiserver serving the secure port");
+                }
                 tokio::signal::ctrl_c().await?;
                 handle.shutdown().await;
                 Ok(())

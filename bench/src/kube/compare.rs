@@ -67,6 +67,9 @@ impl Apiserver {
             .arg("apiserver")
             .args(["--etcd-servers", &etcd])
             .args(["--insecure-port", &port.to_string()])
+            // Load goes to the plain port; the TLS port (6443 by default) would collide
+            // between the two apiservers.
+            .args(["--secure-port", "0"])
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

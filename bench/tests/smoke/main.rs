@@ -247,6 +247,8 @@ async fn apiserver_workload_runs_and_checks_its_results() {
         &member.endpoint,
         "--insecure-port",
         "0",
+        "--secure-port",
+        "0",
     ]
     .map(String::from);
     let cfg = cairn::apiserver::Config::parse_args(args).expect("flags");

@@ -1,13 +1,15 @@
-//! The apiserver's flags, named after kube-apiserver's so its scripts carry over. Flags that name
-//! features not built yet are refused at startup rather than silently ignored (see `validate`).
+//! The apiserver's flags, named after kube-apiserver's so its scripts carry over. Flag values
+//! this build cannot honour are refused at startup rather than silently ignored (see
+//! `validate`).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::auth::authorize::Mode;
 use super::service_ip::ServiceCidr;
-use super::watch_cache::CacheConfig;
 use super::service_node_port::NodePortRange;
+use super::watch_cache::CacheConfig;
 
 /// `cairn apiserver` flags.
 #[derive(clap::Args, Debug, Clone)]
@@ -25,18 +27,48 @@ pub struct Config {
     /// Address of the TLS port (--secure-port).
     #[arg(long = "bind-address", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
     pub bind_address: IpAddr,
-    /// TLS port; serving TLS is not built yet, so 0 (off) is the only accepted value today.
-    #[arg(long = "secure-port", default_value_t = 0)]
+    /// TLS port (HTTP/1.1 and h2 through ALPN), with authentication and authorization. 0 turns
+    /// it off.
+    #[arg(long = "secure-port", default_value_t = 6443)]
     pub secure_port: u16,
+    /// Serving certificate (PEM; may be followed by intermediates). Without it and
+    /// --tls-private-key-file, a self-signed one is generated into --cert-dir.
+    #[arg(long = "tls-cert-file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// Private key of --tls-cert-file (PEM).
+    #[arg(long = "tls-private-key-file")]
+    pub tls_private_key_file: Option<PathBuf>,
+    /// Where the generated serving certificate is kept (apiserver.crt, apiserver.key).
+    #[arg(long = "cert-dir", default_value = "/var/run/kubernetes")]
+    pub cert_dir: PathBuf,
+    /// CA bundle (PEM) that client certificates are verified against; a verified certificate's
+    /// CN is the user name and its O values are the groups.
+    #[arg(long = "client-ca-file")]
+    pub client_ca_file: Option<PathBuf>,
     /// Address of the plain-HTTP port.
     #[arg(long = "insecure-bind-address", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
     pub insecure_bind_address: IpAddr,
-    /// Plain-HTTP port, with no authentication: for tests and local use. 0 picks a free port.
+    /// Plain-HTTP port, with no authentication or authorization (every request acts as a member
+    /// of system:masters): for tests and local use. 0 picks a free port.
     #[arg(long = "insecure-port", default_value_t = 8080)]
     pub insecure_port: u16,
-    /// Bearer tokens file (Kubernetes' CSV format). Not built yet: refused if given.
+    /// Bearer tokens file (Kubernetes' CSV format: token,user,uid[,"group1,group2"]).
     #[arg(long = "token-auth-file")]
     pub token_auth_file: Option<PathBuf>,
+    /// Ordered list of authorization modes on the secure port: AlwaysAllow, AlwaysDeny, RBAC.
+    #[arg(long = "authorization-mode", default_value = "AlwaysAllow")]
+    pub authorization_mode: String,
+    /// Requests to the secure port without credentials are served as system:anonymous (group
+    /// system:unauthenticated). Turned off when AlwaysAllow is an authorization mode.
+    #[arg(
+        long = "anonymous-auth",
+        default_value_t = true,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub anonymous_auth: bool,
     /// Range Service cluster IPs are allocated from (IPv4; the first address is kept for the
     /// `kubernetes` Service).
     #[arg(long = "service-cluster-ip-range", default_value = "10.0.0.0/24")]
@@ -91,14 +123,12 @@ impl Config {
 
     /// Rejects flag combinations that ask for something this build cannot do.
     pub fn validate(&self) -> Result<(), String> {
-        if self.token_auth_file.is_some() {
-            return Err("--token-auth-file: token authentication is not implemented yet".into());
-        }
-        if self.secure_port != 0 {
+        if self.tls_cert_file.is_some() != self.tls_private_key_file.is_some() {
             return Err(
-                "--secure-port: serving TLS is not implemented yet; use --insecure-port".into(),
+                "--tls-cert-file and --tls-private-key-file must be specified together".into(),
             );
         }
+        self.authorization_modes()?;
         if self.etcd_servers.is_empty() {
             return Err("--etcd-servers: at least one endpoint is required".into());
         }
@@ -137,6 +167,28 @@ impl Config {
     pub fn node_port_range(&self) -> Result<NodePortRange, String> {
         NodePortRange::parse(&self.service_node_port_range)
             .map_err(|e| format!("--service-node-port-range: {e}"))
+    }
+
+    /// The parsed `--authorization-mode`.
+    pub fn authorization_modes(&self) -> Result<Vec<Mode>, String> {
+        Mode::parse_list(&self.authorization_mode)
+    }
+
+    /// Whether anonymous requests are served: `--anonymous-auth`, except that kube-apiserver
+    /// turns it off next to the AlwaysAllow authorizer (which would let anyone do anything).
+    pub fn anonymous_allowed(&self) -> bool {
+        if self.anonymous_auth
+            && self
+                .authorization_modes()
+                .is_ok_and(|m| m.contains(&Mode::AlwaysAllow))
+        {
+            tracing::warn!(
+                "AnonymousAuth is not allowed with the AlwaysAllow authorizer. Resetting \
+                 AnonymousAuth to false. You should use a different authorizer"
+            );
+            return false;
+        }
+        self.anonymous_auth
     }
 
     /// The parsed `--service-cluster-ip-range`.

@@ -120,6 +120,18 @@ pub fn resource_list(group: &str, version: &str) -> Value {
             }));
         }
     }
+    for r in super::auth::review::REVIEWS
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+    {
+        list.push(json!({
+            "name": r.plural,
+            "singularName": r.kind.to_ascii_lowercase(),
+            "namespaced": false,
+            "kind": r.kind,
+            "verbs": ["create"],
+        }));
+    }
     let gv = if group.is_empty() {
         version.to_string()
     } else {

@@ -1,5 +1,5 @@
-//! The loopback client: the in-process controllers' API calls (the namespace controller's and
-//! the garbage collector's) answered by the same REST functions that serve HTTP, so they get
+//! The loopback client: the in-process controllers' API calls (the namespace controller's, the
+//! garbage collector's, ClusterRole aggregation's) answered by the same REST functions that serve HTTP, so they get
 //! exactly the HTTP verbs' semantics (deletecollection with finalizers and graceful deletion,
 //! propagation policies, uid preconditions, optimistic `/status`, `/finalize` and object
 //! updates). A controller-manager process would implement the same traits over HTTP.
@@ -17,6 +17,7 @@ use super::route::Target;
 use super::selector::Selectors;
 use super::status::ApiError;
 use super::ApiServer;
+use crate::controllers::clusterrole_aggregation::ClusterRoleApi;
 use crate::controllers::garbage_collector::{self as gc, GarbageCollectorApi, Policy};
 use crate::controllers::kubernetes_service::{self as kubernetes, KubernetesServiceApi};
 use crate::controllers::namespace::{NamespaceApi, Resource};
@@ -267,6 +268,45 @@ impl KubernetesServiceApi for Loopback {
             false,
             UpdateMode::Object,
             |_| Ok(obj.clone()),
+        )
+        .await
+        .map(|_| ())
+        .map_err(client_err)
+    }
+}
+
+impl ClusterRoleApi for Loopback {
+    async fn list_cluster_roles(&self) -> Result<Vec<Value>, ClientError> {
+        let def = resources::lookup("rbac.authorization.k8s.io", "v1", "clusterroles")
+            .ok_or_else(|| ClientError::Other("clusterroles are not served".into()))?;
+        rest::list_objects(
+            &self.0,
+            &target(def, None),
+            &Query::default(),
+            &Selectors::default(),
+        )
+        .await
+        .map(|l| l.items)
+        .map_err(client_err)
+    }
+
+    async fn update_rules(&self, role: &Value, rules: Vec<Value>) -> Result<(), ClientError> {
+        let def = resources::lookup("rbac.authorization.k8s.io", "v1", "clusterroles")
+            .ok_or_else(|| ClientError::Other("clusterroles are not served".into()))?;
+        let name = role
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        // The role as listed, resourceVersion included: a concurrent change is a Conflict.
+        let mut desired = role.clone();
+        desired["rules"] = Value::Array(rules);
+        rest::guaranteed_update(
+            &self.0,
+            &target(def, None),
+            name,
+            false,
+            UpdateMode::Object,
+            |_| Ok(desired.clone()),
         )
         .await
         .map(|_| ())

@@ -1,7 +1,11 @@
 //! The apiserver: Kubernetes' REST API over objects kept in etcd through the etcd v3 API only.
 //!
 //! - [`config`]: flags (kube-apiserver's names).
-//! - [`server`]: listener, connections (HTTP/1.1 and h2c), request dispatch, `start`/`Handle`.
+//! - [`server`]: listeners (the TLS secure port and the plain insecure port), connections
+//!   (HTTP/1.1 and h2), authentication and authorization of each request, dispatch,
+//!   `start`/`Handle`.
+//! - [`auth`]: TLS, authentication, request attributes, authorization (RBAC), the default
+//!   policy and the review APIs.
 //! - [`route`]: URL path to discovery document or resource target.
 //! - [`discovery`]: /version, /api, /apis, group and resource lists.
 //! - [`openapi`]: /openapi/v2 (protobuf and JSON) and /openapi/v3, from the embedded definitions.
@@ -25,11 +29,13 @@
 //! - [`service_ip`]: Service cluster IPs from `--service-cluster-ip-range`.
 //! - [`service_node_port`]: Service node ports from `--service-node-port-range`.
 //! - [`status`]: API errors and their Status bodies.
-//! - [`loopback`]: the in-process client the namespace controller and the garbage collector
+//! - [`loopback`]: the in-process client the namespace, garbage-collector, kubernetes Service and
+//!   ClusterRole aggregation controllers
 //!   use.
 //! - [`http`], [`query`], [`names`], [`clock`]: bodies and negotiation, query strings, name
 //!   rules and uids, timestamps.
 
+pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod conversion;
@@ -65,6 +71,7 @@ pub use server::{start, Handle, StartError};
 
 use tokio::sync::mpsc;
 
+use auth::Security;
 use resources::ResourceDef;
 use service_ip::ServiceCidr;
 use service_node_port::NodePortRange;
@@ -89,6 +96,8 @@ pub struct ApiServer {
     /// Tells the kubernetes Service controller that `default/kubernetes` (the Service or its
     /// Endpoints) was deleted. One slot.
     kubernetes_service_wake: mpsc::Sender<()>,
+    /// Authentication and authorization of the secure port.
+    security: Security,
 }
 
 impl ApiServer {
@@ -101,6 +110,7 @@ impl ApiServer {
         cache: CacheConfig,
         gc_wake: mpsc::Sender<()>,
         kubernetes_service_wake: mpsc::Sender<()>,
+        security: Security,
     ) -> ApiServer {
         ApiServer {
             watch_cache: WatchCache::new(store.clone(), cache),
@@ -111,6 +121,7 @@ impl ApiServer {
             namespace_wake,
             gc_wake,
             kubernetes_service_wake,
+            security,
         }
     }
 

@@ -433,6 +433,16 @@ fn message_json(s: &Schema, m: &DynamicMessage) -> Result<Value, String> {
             serde_json::from_slice(&raw)
                 .map_err(|e| format!("{} does not hold JSON: {e}", m.descriptor().name()))
         }
+        // A named []string (authentication's and authorization's ExtraValue) is wrapped in a
+        // message on the wire and is the bare list in JSON.
+        name if name.ends_with(".ExtraValue") => Ok(Value::Array(
+            m.get_field_by_name("items")
+                .and_then(|v| v.as_list().map(<[_]>::to_vec))
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|v| v.as_str().map(|s| Value::String(s.to_string())))
+                .collect(),
+        )),
         _ => Ok(Value::Object(fields_json(s, m)?)),
     }
 }

@@ -446,12 +446,20 @@ pub fn lookup(group: &str, version: &str, plural: &str) -> Option<&'static Resou
         .find(|r| r.group == group && r.version == version && r.plural == plural)
 }
 
-/// Group/versions that serve at least one resource, core first, each listed once.
+/// Group/versions that serve at least one resource or review (see `auth::review`), core
+/// first, each listed once.
 pub fn group_versions() -> Vec<(&'static str, &'static str)> {
     let mut out: Vec<(&str, &str)> = Vec::new();
-    for r in RESOURCES {
-        if !out.contains(&(r.group, r.version)) {
-            out.push((r.group, r.version));
+    let reviews = super::auth::review::REVIEWS
+        .iter()
+        .map(|r| (r.group, r.version));
+    for gv in RESOURCES
+        .iter()
+        .map(|r| (r.group, r.version))
+        .chain(reviews)
+    {
+        if !out.contains(&gv) {
+            out.push(gv);
         }
     }
     out

@@ -14,6 +14,7 @@ use http::{header, HeaderMap, Method, Response};
 use hyper::body::Incoming;
 use serde_json::{json, Value};
 
+use super::auth::escalation;
 use super::deletion::{self, DeleteOptions};
 use super::field_validation::{self as fv, Directive};
 use super::http::{self as h, Body, BodyEncoding, Render};
@@ -639,6 +640,13 @@ pub async fn create_object(
     dry_run: bool,
 ) -> Result<Value, ApiError> {
     let name = object::prepare_create(t.def, t.namespace.as_deref(), &mut obj)?;
+    escalation::check(
+        &api.security.authorizer,
+        t.def,
+        t.namespace.as_deref(),
+        &obj,
+        None,
+    )?;
     let key = api.object_key(t.def, t.namespace.as_deref(), &name);
     let namespace_missing =
         || ApiError::not_found("namespaces", t.namespace.clone().unwrap_or_default());
@@ -777,6 +785,13 @@ pub async fn guaranteed_update(
             &current,
             &mut desired,
             mode,
+        )?;
+        escalation::check(
+            &api.security.authorizer,
+            t.def,
+            t.namespace.as_deref(),
+            &desired,
+            Some(&current),
         )?;
         if deletion::completes_deletion(t.def, &current, &desired) {
             // The last finalizer is gone: the update deletes the object (Kubernetes'

@@ -20,12 +20,16 @@ pub enum ApiError {
     NotFound { resource: String, name: String },
     #[error("the server could not find the requested resource")]
     NoRoute,
+    /// Credentials were offered and failed, or none were and anonymous requests are disabled.
+    #[error("Unauthorized")]
+    Unauthorized,
     #[error("{resource} \"{name}\" already exists")]
     AlreadyExists { resource: String, name: String },
     /// Create of a name whose object is still there, waiting for its finalizers.
     #[error("object is being deleted: {resource} \"{name}\" already exists")]
     AlreadyExistsDeleting { resource: String, name: String },
-    /// Refused by admission (NamespaceLifecycle); `name` may be empty.
+    /// Refused by authorization or admission (NamespaceLifecycle); `name` may be empty, and
+    /// `resource` is empty for a non-resource path.
     #[error("{}", forbidden_message(resource, name, message))]
     Forbidden {
         resource: String,
@@ -109,6 +113,7 @@ impl ApiError {
     pub fn code(&self) -> u16 {
         match self {
             ApiError::NotFound { .. } | ApiError::NoRoute => 404,
+            ApiError::Unauthorized => 401,
             ApiError::AlreadyExists { .. }
             | ApiError::AlreadyExistsDeleting { .. }
             | ApiError::Conflict { .. } => 409,
@@ -130,6 +135,7 @@ impl ApiError {
     pub fn reason(&self) -> &'static str {
         match self {
             ApiError::NotFound { .. } | ApiError::NoRoute => "NotFound",
+            ApiError::Unauthorized => "Unauthorized",
             ApiError::AlreadyExists { .. } | ApiError::AlreadyExistsDeleting { .. } => {
                 "AlreadyExists"
             }
@@ -208,7 +214,9 @@ impl ApiError {
 
 /// apimachinery's `NewForbidden` wording.
 fn forbidden_message(resource: &str, name: &str, message: &str) -> String {
-    if name.is_empty() {
+    if resource.is_empty() {
+        format!("forbidden: {message}")
+    } else if name.is_empty() {
         format!("{resource} is forbidden: {message}")
     } else {
         format!("{resource} \"{name}\" is forbidden: {message}")

@@ -33,6 +33,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 
+use super::conversion;
 use super::http::{Body, Render};
 use super::query::{parse_resource_version, Query};
 use super::resources::ResourceDef;
@@ -43,7 +44,6 @@ use super::status::{ApiError, Cause};
 use super::table;
 use super::watch_cache::{CacheEvent, CachedObject, Message, Start, Subscription};
 use super::ApiServer;
-use super::{conversion, object};
 
 /// Longest a watch stays open without `timeoutSeconds` (kube-apiserver's --min-request-timeout
 /// is 30 minutes); clients re-establish from their last resourceVersion.
@@ -264,7 +264,9 @@ impl Encoder {
     /// An event about a cached object: its JSON is reused, not re-encoded, unless it becomes a
     /// Table.
     fn cached(&self, ty: &str, obj: &CachedObject) -> Bytes {
-        if self.render == Render::Table || !std::ptr::eq(conversion::storage_def(self.def), self.def) {
+        if self.render == Render::Table
+            || !std::ptr::eq(conversion::storage_def(self.def), self.def)
+        {
             return self.event(ty, obj.value.clone());
         }
         let json = obj.json();

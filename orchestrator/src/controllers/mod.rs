@@ -7,7 +7,10 @@
 //! - [`garbage_collector`]: deletes dependents whose owners are gone, orphans or deletes the
 //!   dependents of owners deleted with the `orphan` / `foregroundDeletion` finalizers.
 //! - [`kubernetes_service`]: keeps the `default/kubernetes` Service and Endpoints.
+//! - [`clusterrole_aggregation`]: fills aggregated ClusterRoles (`admin`, `edit`, `view`, ...)
+//!   with the rules of the ClusterRoles their selectors match.
 
+pub mod clusterrole_aggregation;
 pub mod garbage_collector;
 pub mod kubernetes_service;
 pub mod namespace;

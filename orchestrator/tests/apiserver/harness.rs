@@ -247,7 +247,7 @@ impl Backend {
     /// gauge on the client port's /metrics, which cairn-store serves too).
     pub async fn watchers(&self) -> i64 {
         let addr = self.endpoint().trim_start_matches("http://").to_string();
-        let page = Api { addr }.get("/metrics").await;
+        let page = Api::plain(addr).get("/metrics").await;
         let text = page.body.as_str().expect("/metrics is text").to_string();
         text.lines()
             .find_map(|l| l.strip_prefix("etcd_debugging_mvcc_watcher_total "))
@@ -330,7 +330,10 @@ async fn wait_ready(endpoint: &str) {
 
 /// An apiserver in front of a backend.
 pub struct Cluster {
+    /// The insecure port (no authentication, every request privileged).
     pub api: Api,
+    /// The secure port's address and the serving certificate file, when it is on.
+    pub secure: Option<(String, PathBuf)>,
     handle: Option<cairn::apiserver::Handle>,
     pub backend: Backend,
     /// The apiserver's flags, for a restart on the same port.
@@ -338,9 +341,11 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// An apiserver with `extra` flags (e.g. a short `--watch-bookmark-interval`).
-    pub async fn start_with(backend: Backend, extra: &[&str]) -> Cluster {
-        eprintln!("== apiserver on {}", backend.name());
+    /// An apiserver with `flags` (e.g. a short `--watch-bookmark-interval`, or a secure port)
+    /// besides `--etcd-servers` and `--insecure-port` (a free port, kept across restarts). The
+    /// secure port is off unless `flags` name one.
+    pub async fn start_with(backend: Backend, flags: &[&str]) -> Cluster {
+        eprintln!("== apiserver on {} {flags:?}", backend.name());
         let port = free_port().to_string();
         let mut args: Vec<String> = [
             "cairn",
@@ -352,12 +357,17 @@ impl Cluster {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        args.extend(extra.iter().map(|s| s.to_string()));
+        if !flags.iter().any(|f| f.starts_with("--secure-port")) {
+            args.extend(["--secure-port".to_string(), "0".to_string()]);
+        }
+        args.extend(flags.iter().map(|s| s.to_string()));
         let handle = start_apiserver(&args).await;
         Cluster {
-            api: Api {
-                addr: handle.addr().to_string(),
-            },
+            api: Api::plain(handle.addr().to_string()),
+            secure: handle.secure_addr().map(|a| {
+                let cert = handle.serving_cert_file().expect("serving certificate");
+                (a.to_string(), cert.to_path_buf())
+            }),
             handle: Some(handle),
             backend,
             args,
@@ -379,6 +389,14 @@ impl Cluster {
         self.handle = Some(start_apiserver(&self.args).await);
     }
 
+    /// Stops this apiserver and starts another on the same backend with `flags`.
+    pub async fn restart_with(mut self, flags: &[&str]) -> Cluster {
+        if let Some(h) = self.handle.take() {
+            h.shutdown().await;
+        }
+        Cluster::start_with(self.backend, flags).await
+    }
+
     pub async fn stop(mut self) {
         if let Some(h) = self.handle.take() {
             h.shutdown().await;
@@ -391,10 +409,13 @@ async fn start_apiserver(args: &[String]) -> cairn::apiserver::Handle {
     cairn::apiserver::start(cfg).await.expect("start apiserver")
 }
 
-/// A minimal HTTP/1.1 client for the API.
+/// A minimal HTTP/1.1 client for the API: plain, or over TLS (optionally with a client
+/// certificate), optionally sending a bearer token.
 #[derive(Clone)]
 pub struct Api {
     pub addr: String,
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    pub token: Option<String>,
 }
 
 pub struct Reply {
@@ -415,6 +436,31 @@ impl Reply {
 }
 
 impl Api {
+    pub fn plain(addr: String) -> Api {
+        Api {
+            addr,
+            tls: None,
+            token: None,
+        }
+    }
+
+    /// A client of a secure port trusting `tls`'s roots.
+    pub fn secure(addr: String, tls: std::sync::Arc<rustls::ClientConfig>) -> Api {
+        Api {
+            addr,
+            tls: Some(tls),
+            token: None,
+        }
+    }
+
+    /// The same client, sending `Authorization: Bearer <token>`.
+    pub fn with_token(&self, token: &str) -> Api {
+        Api {
+            token: Some(token.to_string()),
+            ..self.clone()
+        }
+    }
+
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
@@ -429,14 +475,34 @@ impl Api {
         let stream = tokio::net::TcpStream::connect(&self.addr)
             .await
             .expect("connect to apiserver");
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .expect("handshake");
-        tokio::spawn(conn);
+        let mut sender = match &self.tls {
+            None => {
+                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                    .await
+                    .expect("handshake");
+                tokio::spawn(conn);
+                sender
+            }
+            Some(config) => {
+                let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
+                let tls = tokio_rustls::TlsConnector::from(config.clone())
+                    .connect(name, stream)
+                    .await
+                    .expect("TLS handshake with the apiserver");
+                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+                    .await
+                    .expect("handshake");
+                tokio::spawn(conn);
+                sender
+            }
+        };
         let mut req = hyper::Request::builder()
             .method(method)
             .uri(path)
             .header("host", &self.addr);
+        if let Some(token) = &self.token {
+            req = req.header("authorization", format!("Bearer {token}"));
+        }
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
@@ -571,6 +637,17 @@ impl Kubectl {
         let home = tempfile::tempdir().expect("tempdir");
         let config = format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: cairn\n  cluster:\n    server: {server}\ncontexts:\n- name: cairn\n  context:\n    cluster: cairn\n    user: dev\ncurrent-context: cairn\nusers:\n- name: dev\n  user: {{}}\n"
+        );
+        std::fs::write(home.path().join("kubeconfig"), config).expect("write kubeconfig");
+        Kubectl { home }
+    }
+
+    /// kubectl for a secure port: the server's CA from `ca_file`, and a bearer token.
+    pub fn with_token(server: &str, ca_file: &std::path::Path, token: &str) -> Kubectl {
+        let home = tempfile::tempdir().expect("tempdir");
+        let config = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: cairn\n  cluster:\n    server: {server}\n    certificate-authority: {}\ncontexts:\n- name: cairn\n  context:\n    cluster: cairn\n    user: dev\ncurrent-context: cairn\nusers:\n- name: dev\n  user:\n    token: {token}\n",
+            ca_file.display()
         );
         std::fs::write(home.path().join("kubeconfig"), config).expect("write kubeconfig");
         Kubectl { home }

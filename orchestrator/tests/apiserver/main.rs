@@ -1,7 +1,8 @@
 //! The apiserver end to end: in-process, on a free port, in front of cairn-store (in-process) and
 //! of a real etcd 3.4 (skipped loudly when not installed, unless CAIRN_REQUIRE_ETCD=1), through
 //! raw HTTP (JSON and Kubernetes protobuf bodies) and through the real `kubectl` (skipped loudly
-//! when missing, unless CAIRN_REQUIRE_KUBECTL=1).
+//! when missing, unless CAIRN_REQUIRE_KUBECTL=1); the secure port over HTTPS with tokens,
+//! client certificates and RBAC.
 
 mod autoscaling;
 mod crud;
@@ -13,6 +14,7 @@ mod kubectl;
 mod lifecycle;
 mod openapi;
 mod protobuf;
+mod security;
 mod services;
 mod watch;
 

@@ -647,3 +647,46 @@ fn bodies_captured_from_kubectl_decode_to_its_own_json() {
         })
     );
 }
+
+#[test]
+fn subject_access_review_extra_values_become_lists() {
+    // What client-go writes for a SubjectAccessReview (k8s.io/api/authorization/v1): the
+    // spec's `extra` is a map of ExtraValue messages, a named []string in Go.
+    let raw = msg(vec![
+        new_meta("", vec![]),
+        m(
+            2,
+            vec![
+                m(
+                    1,
+                    vec![
+                        s(1, "dev"),
+                        s(2, "get"),
+                        s(3, ""),
+                        s(4, ""),
+                        s(5, "pods"),
+                        s(6, ""),
+                        s(7, ""),
+                    ],
+                ),
+                s(3, "alice"),
+                s(4, "dev"),
+                entry(5, "scopes", m(2, vec![s(1, "a"), s(1, "b")])),
+                s(6, ""),
+            ],
+        ),
+        m(3, vec![v(1, 0), s(2, ""), s(3, "")]),
+    ]);
+    let d = decoded("authorization.k8s.io/v1", "SubjectAccessReview", raw);
+    assert_eq!(d["kind"], "SubjectAccessReview");
+    assert_eq!(
+        d["spec"],
+        json!({
+            "resourceAttributes": {"namespace": "dev", "verb": "get", "resource": "pods"},
+            "user": "alice",
+            "groups": ["dev"],
+            "extra": {"scopes": ["a", "b"]},
+        })
+    );
+    assert_eq!(d["status"], json!({"allowed": false}));
+}
