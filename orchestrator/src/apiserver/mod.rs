@@ -100,16 +100,24 @@ pub struct ApiServer {
     security: Security,
 }
 
+/// How the apiserver tells its in-process controllers to look again (each channel bounded).
+pub struct ControllerWakes {
+    /// The namespace controller: a namespace to look at.
+    pub namespace: mpsc::Sender<String>,
+    /// The garbage collector: ownership changed somewhere (one slot).
+    pub garbage_collector: mpsc::Sender<()>,
+    /// The kubernetes Service controller: `default/kubernetes` was deleted (one slot).
+    pub kubernetes_service: mpsc::Sender<()>,
+}
+
 impl ApiServer {
     pub fn new(
         store: Store,
         prefix: String,
         service_cidr: ServiceCidr,
         node_port_range: NodePortRange,
-        namespace_wake: mpsc::Sender<String>,
         cache: CacheConfig,
-        gc_wake: mpsc::Sender<()>,
-        kubernetes_service_wake: mpsc::Sender<()>,
+        wakes: ControllerWakes,
         security: Security,
     ) -> ApiServer {
         ApiServer {
@@ -118,9 +126,9 @@ impl ApiServer {
             prefix,
             service_cidr,
             node_port_range,
-            namespace_wake,
-            gc_wake,
-            kubernetes_service_wake,
+            namespace_wake: wakes.namespace,
+            gc_wake: wakes.garbage_collector,
+            kubernetes_service_wake: wakes.kubernetes_service,
             security,
         }
     }

@@ -197,10 +197,12 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
         config.etcd_prefix.clone(),
         cidr,
         node_ports,
-        wake,
         config.watch_cache(),
-        gc_wake,
-        kubernetes_wake,
+        super::ControllerWakes {
+            namespace: wake,
+            garbage_collector: gc_wake,
+            kubernetes_service: kubernetes_wake,
+        },
         security,
     ));
     bootstrap(&api).await.map_err(etcd_err)?;
