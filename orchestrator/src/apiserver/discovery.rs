@@ -90,6 +90,15 @@ pub fn resource_list(group: &str, version: &str) -> Value {
     let mut list = Vec::new();
     for r in resources::in_group_version(group, version) {
         list.push(resource_entry(r));
+        if (r.group, r.kind) == ("", "Pod") {
+            list.push(json!({
+                "name": "pods/binding",
+                "singularName": "",
+                "namespaced": true,
+                "kind": "Binding",
+                "verbs": ["create"],
+            }));
+        }
         if r.has_status {
             list.push(json!({
                 "name": format!("{}/status", r.plural),

@@ -36,6 +36,7 @@
 //!   rules and uids, timestamps.
 
 pub mod auth;
+pub mod binding;
 pub mod clock;
 pub mod config;
 pub mod conversion;

@@ -27,7 +27,9 @@ use super::selector::{FieldSelector, LabelSelector, Selectors};
 use super::status::{ApiError, Cause};
 use super::storage::{prefix_end, Expect, Guard, StorageError, Write, WriteOp};
 use super::table;
-use super::{clock, conversion, names, scale, service_ip, service_node_port, watch, ApiServer};
+use super::{
+    binding, clock, conversion, names, scale, service_ip, service_node_port, watch, ApiServer,
+};
 
 /// Attempts at a write whose read went stale before giving up with a Conflict.
 pub const WRITE_RETRIES: usize = 8;
@@ -92,6 +94,16 @@ pub async fn handle(
             }
             _ => Err(ApiError::MethodNotAllowed),
         },
+        (Some(name), Some("binding")) if (t.def.group, t.def.kind) == ("", "Pod") => {
+            match *method {
+                Method::POST => {
+                    let body = h::read_body(body).await?;
+                    let status = binding::bind(api, &t, name, q, encoding, &body).await?;
+                    Ok(h::json(201, &status))
+                }
+                _ => Err(ApiError::MethodNotAllowed),
+            }
+        }
         (Some(name), Some("scale")) if t.def.has_scale => {
             scale_subresource(api, &t, name, method, q, content_type, encoding, body).await
         }

@@ -4,6 +4,18 @@
 
 use serde_json::{json, Value};
 
+/// Causes as Kubernetes' `ErrorList.ToAggregate()` prints them: one alone, several in brackets.
+fn aggregate(causes: &[Cause]) -> String {
+    let all: Vec<String> = causes
+        .iter()
+        .map(|c| format!("{}: {}", c.field, c.message))
+        .collect();
+    match all.as_slice() {
+        [one] => one.clone(),
+        _ => format!("[{}]", all.join(", ")),
+    }
+}
+
 /// One field-level problem inside an `Invalid` error.
 #[derive(Debug, Clone)]
 pub struct Cause {
@@ -43,7 +55,7 @@ pub enum ApiError {
         name: String,
         detail: String,
     },
-    #[error("{kind} \"{name}\" is invalid: {}", causes.iter().map(|c| format!("{}: {}", c.field, c.message)).collect::<Vec<_>>().join(", "))]
+    #[error("{kind} \"{name}\" is invalid: {}", aggregate(causes))]
     Invalid {
         kind: String,
         name: String,

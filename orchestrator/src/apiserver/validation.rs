@@ -639,6 +639,56 @@ pub fn validate(def: &ResourceDef, name: &str, obj: &Value) -> Result<(), ApiErr
 }
 
 /// The fields Kubernetes does not let an update change.
+/// Kubernetes' words for a pod update that changes more than it may (its diff of the two specs
+/// is left out).
+const POD_UPDATE_FORBIDDEN: &str = "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)";
+
+/// Whether a pod update keeps its spec but for what Kubernetes' `ValidatePodUpdate` lets change:
+/// container and init container images, `activeDeadlineSeconds`, added tolerations, and a
+/// negative `terminationGracePeriodSeconds` set to 1. (`spec.nodeName` is set only through the
+/// binding subresource.)
+fn pod_update_allowed(old: &Value, new: &Value) -> bool {
+    let (old_spec, new_spec) = (&old["spec"], &new["spec"]);
+    let old_tolerations = old_spec["tolerations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let new_tolerations = new_spec["tolerations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if !old_tolerations.iter().all(|t| new_tolerations.contains(t)) {
+        return false;
+    }
+    let grace = |s: &Value| s["terminationGracePeriodSeconds"].as_i64();
+    let grace_ok = grace(old_spec) == grace(new_spec)
+        || (grace(old_spec).is_some_and(|g| g < 0) && grace(new_spec) == Some(1));
+    if !grace_ok {
+        return false;
+    }
+    let masked = |spec: &Value| {
+        let mut spec = spec.clone();
+        for list in ["containers", "initContainers"] {
+            if let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) {
+                for c in cs.iter_mut().filter_map(Value::as_object_mut) {
+                    c.remove("image");
+                }
+            }
+        }
+        if let Some(m) = spec.as_object_mut() {
+            for field in [
+                "activeDeadlineSeconds",
+                "tolerations",
+                "terminationGracePeriodSeconds",
+            ] {
+                m.remove(field);
+            }
+        }
+        spec
+    };
+    masked(old_spec) == masked(new_spec)
+}
+
 pub fn validate_update(
     def: &ResourceDef,
     name: &str,
@@ -656,6 +706,9 @@ pub fn validate_update(
         }
     };
     match (def.group, def.kind) {
+        ("", "Pod") if !pod_update_allowed(old, new) => {
+            e.forbidden("spec", POD_UPDATE_FORBIDDEN);
+        }
         ("apps", "Deployment" | "ReplicaSet" | "DaemonSet") => {
             immutable(&mut e, "/spec/selector", "spec.selector")
         }
@@ -825,5 +878,42 @@ mod tests {
                 "scaleTargetRef": {"kind": "Deployment", "name": "d"}, "minReplicas": 3, "maxReplicas": 2}})),
             ["spec.maxReplicas: Invalid value: 2: must be greater than or equal to `minReplicas`"]
         );
+    }
+}
+
+#[cfg(test)]
+mod pod_update_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn pod_updates_change_only_what_kubernetes_allows() {
+        let old = json!({"spec": {
+            "containers": [{"name": "c", "image": "a:1"}],
+            "tolerations": [{"key": "k", "operator": "Exists"}],
+            "terminationGracePeriodSeconds": -1,
+        }});
+        let with = |f: &dyn Fn(&mut Value)| {
+            let mut v = old.clone();
+            f(&mut v);
+            v
+        };
+        let image = with(&|v| v["spec"]["containers"][0]["image"] = json!("a:2"));
+        assert!(pod_update_allowed(&old, &image));
+        let added = with(&|v| {
+            v["spec"]["tolerations"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"key": "x", "operator": "Exists"}))
+        });
+        assert!(pod_update_allowed(&old, &added));
+        let grace = with(&|v| v["spec"]["terminationGracePeriodSeconds"] = json!(1));
+        assert!(pod_update_allowed(&old, &grace));
+        let removed = with(&|v| v["spec"]["tolerations"] = json!([]));
+        assert!(!pod_update_allowed(&old, &removed));
+        let moved = with(&|v| v["spec"]["nodeName"] = json!("n1"));
+        assert!(!pod_update_allowed(&old, &moved));
+        let renamed = with(&|v| v["spec"]["containers"][0]["name"] = json!("d"));
+        assert!(!pod_update_allowed(&old, &renamed));
     }
 }

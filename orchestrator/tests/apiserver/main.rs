@@ -5,6 +5,7 @@
 //! client certificates and RBAC.
 
 mod autoscaling;
+mod binding;
 mod crud;
 mod gc;
 mod harness;
