@@ -528,20 +528,8 @@ pub async fn run<A: GarbageCollectorApi>(
     let mut backoff = MIN_BACKOFF;
     let mut next = Instant::now();
     loop {
-        tokio::select! {
-            biased;
-            changed = stop.changed() => {
-                if changed.is_err() || *stop.borrow() {
-                    return;
-                }
-                continue;
-            }
-            woken = wake.recv() => {
-                if woken.is_none() {
-                    return;
-                }
-            }
-            _ = tokio::time::sleep_until(next) => {}
+        if !super::next_pass(&mut wake, &mut stop, next).await {
+            return;
         }
         next = match pass(&api).await {
             Ok(report) if report.failures.is_empty() => {

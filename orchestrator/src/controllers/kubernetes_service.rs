@@ -167,20 +167,8 @@ pub async fn run<A: KubernetesServiceApi>(
 ) {
     let mut next = Instant::now();
     loop {
-        tokio::select! {
-            biased;
-            changed = stop.changed() => {
-                if changed.is_err() || *stop.borrow() {
-                    return;
-                }
-                continue;
-            }
-            woken = wake.recv() => {
-                if woken.is_none() {
-                    return;
-                }
-            }
-            _ = tokio::time::sleep_until(next) => {}
+        if !super::next_pass(&mut wake, &mut stop, next).await {
+            return;
         }
         next = match reconcile(&api, &desired).await {
             Ok(_) => Instant::now() + INTERVAL,

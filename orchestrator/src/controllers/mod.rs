@@ -15,6 +15,27 @@ pub mod garbage_collector;
 pub mod kubernetes_service;
 pub mod namespace;
 
+/// Waits for a controller's next pass: until `next`, or a wake-up (which cuts a back-off
+/// short). `false` when the controller must stop (asked to, or its channels closed).
+pub(crate) async fn next_pass(
+    wake: &mut tokio::sync::mpsc::Receiver<()>,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+    next: tokio::time::Instant,
+) -> bool {
+    loop {
+        tokio::select! {
+            biased;
+            changed = stop.changed() => {
+                if changed.is_err() || *stop.borrow() {
+                    return false;
+                }
+            }
+            woken = wake.recv() => return woken.is_some(),
+            _ = tokio::time::sleep_until(next) => return true,
+        }
+    }
+}
+
 /// Why an API call of a controller failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ClientError {

@@ -125,28 +125,13 @@ impl Authorizer {
     /// `system:masters` grant everything, AlwaysDeny nothing, RBAC the rules of the bindings that
     /// name the user.
     pub fn rules_for(&self, user: &UserInfo, namespace: &str) -> RuleList {
-        let everything = || {
-            vec![
-                Rule {
-                    verbs: vec!["*".into()],
-                    api_groups: vec!["*".into()],
-                    resources: vec!["*".into()],
-                    ..Rule::default()
-                },
-                Rule {
-                    verbs: vec!["*".into()],
-                    non_resource_urls: vec!["*".into()],
-                    ..Rule::default()
-                },
-            ]
-        };
         let mut list = RuleList::default();
         if user.in_group(MASTERS_GROUP) {
-            list.rules.extend(everything());
+            list.rules.extend(Rule::everything());
         }
         for mode in &self.modes {
             match mode {
-                Mode::AlwaysAllow => list.rules.extend(everything()),
+                Mode::AlwaysAllow => list.rules.extend(Rule::everything()),
                 Mode::AlwaysDeny => {}
                 Mode::Rbac => {
                     let Some(rbac) = &self.rbac else { continue };

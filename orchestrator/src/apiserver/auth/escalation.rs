@@ -86,19 +86,7 @@ pub fn check(
                 .map_err(forbid)?;
             let aggregated = |o: &Value| o.get("aggregationRule").is_some_and(|a| !a.is_null());
             if aggregated(obj) || old.is_some_and(aggregated) {
-                let everything = [
-                    Rule {
-                        verbs: vec!["*".into()],
-                        api_groups: vec!["*".into()],
-                        resources: vec!["*".into()],
-                        ..Rule::default()
-                    },
-                    Rule {
-                        verbs: vec!["*".into()],
-                        non_resource_urls: vec!["*".into()],
-                        ..Rule::default()
-                    },
-                ];
+                let everything = Rule::everything();
                 confirm_no_escalation(authorizer, &user, namespace, &everything).map_err(|_| {
                     forbid("must have cluster-admin privileges to use the aggregationRule".into())
                 })?;

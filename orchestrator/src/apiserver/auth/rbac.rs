@@ -27,6 +27,26 @@ pub struct Rule {
     pub non_resource_urls: Vec<String>,
 }
 
+impl Rule {
+    /// Every verb on every resource of every group, and on every non-resource URL:
+    /// cluster-admin's rules.
+    pub fn everything() -> Vec<Rule> {
+        vec![
+            Rule {
+                verbs: vec!["*".into()],
+                api_groups: vec!["*".into()],
+                resources: vec!["*".into()],
+                ..Rule::default()
+            },
+            Rule {
+                verbs: vec!["*".into()],
+                non_resource_urls: vec!["*".into()],
+                ..Rule::default()
+            },
+        ]
+    }
+}
+
 fn strings(v: &Value) -> Vec<String> {
     v.as_array()
         .map(|a| {
