@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::auth::authorize::Mode;
+use super::kubelet;
 use super::service_ip::ServiceCidr;
 use super::service_node_port::NodePortRange;
 use super::watch_cache::CacheConfig;
@@ -88,6 +89,26 @@ pub struct Config {
     /// Ports NodePort and LoadBalancer Services get their node ports from (`a-b`, `a+n`).
     #[arg(long = "service-node-port-range", default_value = "30000-32767")]
     pub service_node_port_range: String,
+    /// Node address types tried, in this order, to reach a node's kubelet (for pods/log).
+    #[arg(
+        long = "kubelet-preferred-address-types",
+        value_delimiter = ',',
+        default_value = "Hostname,InternalDNS,InternalIP,ExternalDNS,ExternalIP"
+    )]
+    pub kubelet_preferred_address_types: Vec<String>,
+    /// CA bundle (PEM) that kubelets' serving certificates are verified against. Without it,
+    /// as in kube-apiserver, they are not verified.
+    #[arg(long = "kubelet-certificate-authority")]
+    pub kubelet_certificate_authority: Option<PathBuf>,
+    /// Client certificate (PEM) presented to kubelets.
+    #[arg(long = "kubelet-client-certificate")]
+    pub kubelet_client_certificate: Option<PathBuf>,
+    /// Private key (PEM) of --kubelet-client-certificate.
+    #[arg(long = "kubelet-client-key")]
+    pub kubelet_client_key: Option<PathBuf>,
+    /// How long connecting to a kubelet and waiting for its response headers may take.
+    #[arg(long = "kubelet-timeout", default_value = "5s", value_parser = parse_duration)]
+    pub kubelet_timeout: Duration,
 }
 
 /// A Go-style duration made of one number and a unit: `500ms`, `30s`, `1m`, `2h`.
@@ -140,6 +161,20 @@ impl Config {
         }
         self.service_cidr()?;
         self.node_port_range()?;
+        if self.kubelet_client_certificate.is_some() != self.kubelet_client_key.is_some() {
+            return Err(
+                "--kubelet-client-certificate and --kubelet-client-key must be specified together"
+                    .into(),
+            );
+        }
+        for t in &self.kubelet_preferred_address_types {
+            if !kubelet::ADDRESS_TYPES.contains(&t.as_str()) {
+                return Err(format!(
+                    "--kubelet-preferred-address-types: unknown address type {t:?}: supported values are {}",
+                    kubelet::ADDRESS_TYPES.join(", ")
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -195,6 +230,19 @@ impl Config {
     pub fn service_cidr(&self) -> Result<ServiceCidr, String> {
         ServiceCidr::parse(&self.service_cluster_ip_range)
             .map_err(|e| format!("--service-cluster-ip-range: {e}"))
+    }
+
+    /// How kubelets are reached.
+    pub fn kubelet(&self) -> kubelet::Settings {
+        kubelet::Settings {
+            preferred_address_types: self.kubelet_preferred_address_types.clone(),
+            certificate_authority: self.kubelet_certificate_authority.clone(),
+            client_cert: self
+                .kubelet_client_certificate
+                .clone()
+                .zip(self.kubelet_client_key.clone()),
+            timeout: self.kubelet_timeout,
+        }
     }
 
     /// The watch cache's sizes and intervals.

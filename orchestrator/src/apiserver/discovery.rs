@@ -98,6 +98,13 @@ pub fn resource_list(group: &str, version: &str) -> Value {
                 "kind": "Binding",
                 "verbs": ["create"],
             }));
+            list.push(json!({
+                "name": "pods/log",
+                "singularName": "",
+                "namespaced": true,
+                "kind": "Pod",
+                "verbs": ["get"],
+            }));
         }
         if r.has_status {
             list.push(json!({

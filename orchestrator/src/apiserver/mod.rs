@@ -28,6 +28,8 @@
 //! - [`storage`]: the etcd client (Txn compare-and-swap writes, ranges, watches).
 //! - [`service_ip`]: Service cluster IPs from `--service-cluster-ip-range`.
 //! - [`service_node_port`]: Service node ports from `--service-node-port-range`.
+//! - [`pod_log`]: `pods/log`, streamed from the kubelet of the pod's node; [`kubelet`]: how a
+//!   node's kubelet is reached.
 //! - [`status`]: API errors and their Status bodies.
 //! - [`loopback`]: the in-process client the namespace, garbage-collector, kubernetes Service and
 //!   ClusterRole aggregation controllers
@@ -45,11 +47,13 @@ pub mod deletion;
 pub mod discovery;
 pub mod field_validation;
 pub mod http;
+pub mod kubelet;
 pub mod loopback;
 pub mod names;
 pub mod object;
 pub mod openapi;
 pub mod patch;
+pub mod pod_log;
 pub mod protobuf;
 pub mod query;
 pub mod resources;
@@ -73,6 +77,7 @@ pub use server::{start, Handle, StartError};
 use tokio::sync::mpsc;
 
 use auth::Security;
+use kubelet::KubeletClient;
 use resources::ResourceDef;
 use service_ip::ServiceCidr;
 use service_node_port::NodePortRange;
@@ -99,6 +104,16 @@ pub struct ApiServer {
     kubernetes_service_wake: mpsc::Sender<()>,
     /// Authentication and authorization of the secure port.
     security: Security,
+    /// How pods/log reaches the kubelet of a pod's node.
+    kubelet: KubeletClient,
+}
+
+/// The ranges Services get their cluster IPs and node ports from.
+pub struct ServiceRanges {
+    /// `--service-cluster-ip-range`.
+    pub cluster_ip: ServiceCidr,
+    /// `--service-node-port-range`.
+    pub node_port: NodePortRange,
 }
 
 /// How the apiserver tells its in-process controllers to look again (each channel bounded).
@@ -115,22 +130,23 @@ impl ApiServer {
     pub fn new(
         store: Store,
         prefix: String,
-        service_cidr: ServiceCidr,
-        node_port_range: NodePortRange,
+        services: ServiceRanges,
         cache: CacheConfig,
         wakes: ControllerWakes,
         security: Security,
+        kubelet: KubeletClient,
     ) -> ApiServer {
         ApiServer {
             watch_cache: WatchCache::new(store.clone(), cache),
             store,
             prefix,
-            service_cidr,
-            node_port_range,
+            service_cidr: services.cluster_ip,
+            node_port_range: services.node_port,
             namespace_wake: wakes.namespace,
             gc_wake: wakes.garbage_collector,
             kubernetes_service_wake: wakes.kubernetes_service,
             security,
+            kubelet,
         }
     }
 

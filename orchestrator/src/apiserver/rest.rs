@@ -28,7 +28,8 @@ use super::status::{ApiError, Cause};
 use super::storage::{prefix_end, Expect, Guard, StorageError, Write, WriteOp};
 use super::table;
 use super::{
-    binding, clock, conversion, names, scale, service_ip, service_node_port, watch, ApiServer,
+    binding, clock, conversion, names, pod_log, scale, service_ip, service_node_port, watch,
+    ApiServer,
 };
 
 /// Attempts at a write whose read went stale before giving up with a Conflict.
@@ -104,6 +105,10 @@ pub async fn handle(
                 _ => Err(ApiError::MethodNotAllowed),
             }
         }
+        (Some(name), Some("log")) if (t.def.group, t.def.kind) == ("", "Pod") => match *method {
+            Method::GET => pod_log::serve(api, &t, name, q).await,
+            _ => Err(ApiError::MethodNotAllowed),
+        },
         (Some(name), Some("scale")) if t.def.has_scale => {
             scale_subresource(api, &t, name, method, q, content_type, encoding, body).await
         }

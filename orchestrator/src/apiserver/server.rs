@@ -30,6 +30,7 @@ use super::auth::{
     UserInfo,
 };
 use super::http::{self as h, Body};
+use super::kubelet::KubeletClient;
 use super::loopback::Loopback;
 use super::query::Query;
 use super::route::{self, Route};
@@ -53,6 +54,8 @@ pub enum StartError {
     TokenFile(#[from] TokenFileError),
     #[error("secure serving: {0}")]
     Tls(#[from] TlsError),
+    #[error("kubelet client: {0}")]
+    KubeletTls(TlsError),
     #[error("etcd at {endpoints:?} is not usable: {source}")]
     Etcd {
         endpoints: Vec<String>,
@@ -157,6 +160,7 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
     };
     let cidr = config.service_cidr().map_err(StartError::Config)?;
     let node_ports = config.node_port_range().map_err(StartError::Config)?;
+    let kubelet = KubeletClient::new(&config.kubelet()).map_err(StartError::KubeletTls)?;
     let (stop_controllers, controllers_stopped) = watch::channel(false);
     bootstrap_rbac(&store, &config.etcd_prefix)
         .await
@@ -195,8 +199,10 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
     let api = Arc::new(ApiServer::new(
         store,
         config.etcd_prefix.clone(),
-        cidr,
-        node_ports,
+        super::ServiceRanges {
+            cluster_ip: cidr,
+            node_port: node_ports,
+        },
         config.watch_cache(),
         super::ControllerWakes {
             namespace: wake,
@@ -204,6 +210,7 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
             kubernetes_service: kubernetes_wake,
         },
         security,
+        kubelet,
     ));
     bootstrap(&api).await.map_err(etcd_err)?;
     // Every resource's watch cache starts with the server, as kube-apiserver's do: a watch

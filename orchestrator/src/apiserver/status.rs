@@ -84,6 +84,14 @@ pub enum ApiError {
     Internal(String),
     #[error("{0}")]
     Unavailable(String),
+    /// A refusal relayed from a kubelet or another backend, with its code and reason (empty:
+    /// kube's StatusReasonUnknown, left out of the Status).
+    #[error("{message}")]
+    Upstream {
+        code: u16,
+        reason: &'static str,
+        message: String,
+    },
 }
 
 impl ApiError {
@@ -140,6 +148,7 @@ impl ApiError {
             ApiError::TooLargeResourceVersion { .. } => 504,
             ApiError::Internal(_) => 500,
             ApiError::Unavailable(_) => 503,
+            ApiError::Upstream { code, .. } => *code,
         }
     }
 
@@ -163,6 +172,7 @@ impl ApiError {
             ApiError::TooLargeResourceVersion { .. } => "Timeout",
             ApiError::Internal(_) => "InternalError",
             ApiError::Unavailable(_) => "ServiceUnavailable",
+            ApiError::Upstream { reason, .. } => reason,
         }
     }
 
@@ -220,7 +230,7 @@ impl ApiError {
         if let Some(d) = details {
             status["details"] = strip_empty(d);
         }
-        status
+        strip_empty(status)
     }
 }
 

@@ -14,6 +14,7 @@ mod kube_client;
 mod kubectl;
 mod lifecycle;
 mod openapi;
+mod pod_log;
 mod protobuf;
 mod security;
 mod services;

@@ -88,6 +88,8 @@ pub fn cluster_roles() -> Vec<Value> {
         "limitranges",
         "namespaces/status",
         "pods/status",
+        "pods/log",
+        "bindings",
         "replicationcontrollers/status",
         "resourcequotas",
         "resourcequotas/status",
