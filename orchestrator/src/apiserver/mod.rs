@@ -18,7 +18,8 @@
 //! - [`watch`]: watch streams (`?watch=1`): resourceVersion semantics, bookmarks, selectors.
 //! - [`watch_cache`]: one etcd watch per resource type, fanned out to every watcher.
 //! - [`object`]: server-owned metadata of stored objects; the order of defaulting and validation.
-//! - [`defaults`]: Kubernetes' per-kind defaults.
+//! - [`defaults`]: Kubernetes' per-kind defaults; [`admission`]: the default mutating
+//!   admission of pods (DefaultTolerationSeconds, Priority).
 //! - [`validation`]: name rules and per-kind validation, with Kubernetes' field paths.
 //! - [`patch`]: JSON patch, merge patch, strategic merge patch.
 //! - [`protobuf`]: Kubernetes' protobuf request bodies, read into the JSON a JSON client sends.
@@ -37,6 +38,7 @@
 //! - [`http`], [`query`], [`names`], [`clock`]: bodies and negotiation, query strings, name
 //!   rules and uids, timestamps.
 
+pub mod admission;
 pub mod auth;
 pub mod binding;
 pub mod clock;

@@ -82,6 +82,22 @@ pub fn check_type(def: &ResourceDef, obj: &Value) -> Result<(), ApiError> {
 
 /// Fills server-owned metadata and defaults on a new object; returns its name.
 /// `namespace` is the request's (None for cluster-scoped kinds).
+/// Drops metadata's maps and lists that are null or empty, as Go's `omitempty` does when
+/// Kubernetes writes an object: a patch that removes the last label leaves no `labels: {}`.
+fn drop_empty_collections(meta: &mut Map<String, Value>) {
+    for field in ["labels", "annotations", "finalizers", "ownerReferences"] {
+        let empty = match meta.get(field) {
+            Some(Value::Null) => true,
+            Some(Value::Object(m)) => m.is_empty(),
+            Some(Value::Array(a)) => a.is_empty(),
+            _ => false,
+        };
+        if empty {
+            meta.remove(field);
+        }
+    }
+}
+
 pub fn prepare_create(
     def: &ResourceDef,
     namespace: Option<&str>,
@@ -126,6 +142,7 @@ pub fn prepare_create(
     ] {
         meta.remove(server_owned);
     }
+    drop_empty_collections(meta);
     if def.tracks_generation {
         meta.insert("generation".into(), json!(1));
     } else {
@@ -310,6 +327,7 @@ pub fn prepare_update(
     }
     meta.remove("managedFields");
     meta.remove("selfLink");
+    drop_empty_collections(meta);
     if old_meta
         .get("deletionTimestamp")
         .is_some_and(|t| !t.is_null())
@@ -351,6 +369,33 @@ pub fn prepare_update(
 mod tests {
     use super::*;
     use crate::apiserver::resources::lookup;
+
+    #[test]
+    fn empty_metadata_collections_are_not_kept() {
+        let def = lookup("", "v1", "configmaps").unwrap();
+        let mut cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c",
+            "labels": {}, "annotations": null, "finalizers": [], "ownerReferences": []}});
+        prepare_create(def, Some("default"), &mut cm).unwrap();
+        let meta = cm["metadata"].as_object().unwrap();
+        for gone in ["labels", "annotations", "finalizers", "ownerReferences"] {
+            assert!(!meta.contains_key(gone), "{gone} in {cm}");
+        }
+        let old = cm.clone();
+        let mut new = cm.clone();
+        new["metadata"]["labels"] = json!({});
+        new["metadata"]["annotations"] = json!({"a": "b"});
+        prepare_update(
+            def,
+            Some("default"),
+            "c",
+            &old,
+            &mut new,
+            UpdateMode::Object,
+        )
+        .unwrap();
+        assert_eq!(new["metadata"].get("labels"), None);
+        assert_eq!(new["metadata"]["annotations"], json!({"a": "b"}));
+    }
 
     #[test]
     fn create_fills_server_owned_metadata() {

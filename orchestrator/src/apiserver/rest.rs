@@ -28,8 +28,8 @@ use super::status::{ApiError, Cause};
 use super::storage::{prefix_end, Expect, Guard, StorageError, Write, WriteOp};
 use super::table;
 use super::{
-    binding, clock, conversion, names, pod_log, scale, service_ip, service_node_port, watch,
-    ApiServer,
+    admission, binding, clock, conversion, names, pod_log, scale, service_ip, service_node_port,
+    watch, ApiServer,
 };
 
 /// Attempts at a write whose read went stale before giving up with a Conflict.
@@ -626,6 +626,10 @@ fn is_service(def: &ResourceDef) -> bool {
     (def.group, def.kind) == ("", "Service")
 }
 
+fn is_pod(def: &ResourceDef) -> bool {
+    (def.group, def.kind) == ("", "Pod")
+}
+
 fn is_namespace(def: &ResourceDef) -> bool {
     (def.group, def.kind) == ("", "Namespace")
 }
@@ -657,6 +661,9 @@ pub async fn create_object(
     dry_run: bool,
 ) -> Result<Value, ApiError> {
     let name = object::prepare_create(t.def, t.namespace.as_deref(), &mut obj)?;
+    if is_pod(t.def) {
+        admission::admit_pod_create(api, &mut obj).await?;
+    }
     escalation::check(
         &api.security.authorizer,
         t.def,
@@ -794,6 +801,9 @@ pub async fn guaranteed_update(
             if rv != mod_rev {
                 return Err(ApiError::conflict_modified(t.def.qualified(), name));
             }
+        }
+        if is_pod(t.def) && mode == UpdateMode::Object {
+            admission::admit_pod_update(&current, &mut desired);
         }
         object::prepare_update(
             t.def,

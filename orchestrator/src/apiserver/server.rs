@@ -35,7 +35,7 @@ use super::loopback::Loopback;
 use super::query::Query;
 use super::route::{self, Route};
 use super::storage::{StorageError, Store};
-use super::{discovery, object, openapi, rest, ApiServer, Config};
+use super::{admission, discovery, object, openapi, rest, ApiServer, Config};
 use crate::controllers::{
     clusterrole_aggregation, garbage_collector, kubernetes_service, namespace,
 };
@@ -396,6 +396,25 @@ async fn bootstrap(api: &ApiServer) -> Result<(), StorageError> {
                     tokio::time::sleep(Duration::from_millis(250)).await;
                 }
             }
+        }
+    }
+    // The system PriorityClasses, as kube-apiserver's bootstrap creates them.
+    let def = super::resources::lookup("scheduling.k8s.io", "v1", "priorityclasses")
+        .expect("priorityclasses are served");
+    for mut class in admission::system_priority_classes() {
+        let name = object::prepare_create(def, None, &mut class)
+            .map_err(|e| StorageError::Etcd(e.to_string()))?;
+        match api
+            .store
+            .create(
+                &api.object_key(def, None, &name),
+                object::encode(&class),
+                None,
+            )
+            .await
+        {
+            Ok(_) | Err(StorageError::AlreadyExists) => {}
+            Err(e) => return Err(e),
         }
     }
     Ok(())

@@ -6,9 +6,11 @@
 //!
 //! Values inside messages are rendered as JSON where Kubernetes prints Go values (`%#v`).
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
+use super::admission;
 use super::names;
+use super::object::meta_str;
 use super::resources::ResourceDef;
 use super::status::{ApiError, Cause};
 
@@ -620,11 +622,23 @@ pub fn validate(def: &ResourceDef, name: &str, obj: &Value) -> Result<(), ApiErr
         ("scheduling.k8s.io", "PriorityClass") => {
             const HIGHEST_USER_PRIORITY: i64 = 1_000_000_000;
             let value = obj.get("value").and_then(Value::as_i64).unwrap_or(0);
-            if value > HIGHEST_USER_PRIORITY && !name.starts_with("system-") {
-                e.forbidden(
-                    "value",
-                    "maximum allowed value of a user defined priority is 1000000000",
-                );
+            let known_system = admission::system_priority_classes().iter().any(|c| {
+                meta_str(c, "name") == Some(name)
+                    && c.get("value") == obj.get("value")
+                    && obj.get("globalDefault") != Some(&json!(true))
+            });
+            if !known_system {
+                if name.starts_with("system-") {
+                    e.forbidden(
+                        "metadata.name",
+                        "priority class names with 'system-' prefix are reserved for system use only",
+                    );
+                } else if value > HIGHEST_USER_PRIORITY {
+                    e.forbidden(
+                        "value",
+                        "maximum allowed value of a user defined priority is 1000000000",
+                    );
+                }
             }
             const POLICIES: &[&str] = &["Never", "PreemptLowerPriority"];
             if let Some(p) = obj.get("preemptionPolicy") {

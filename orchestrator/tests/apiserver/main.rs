@@ -4,6 +4,7 @@
 //! when missing, unless CAIRN_REQUIRE_KUBECTL=1); the secure port over HTTPS with tokens,
 //! client certificates and RBAC.
 
+mod admission;
 mod autoscaling;
 mod binding;
 mod crud;
