@@ -49,6 +49,8 @@ pub struct Mvcc {
     revisions: Revisions,
     /// The last [`Mvcc::size_in_use`] measurement and when it was taken.
     in_use: Mutex<Option<(Instant, u64)>>,
+    /// The last [`Mvcc::size_bytes_recent`] reading of the file's size and when it was taken.
+    file_size: Mutex<Option<(Instant, u64)>>,
     /// Wraps every file opened (tests only; see [`crate::backend`]).
     layer: Option<BackendLayer>,
 }
@@ -130,6 +132,7 @@ impl Mvcc {
             path: path.to_owned(),
             revisions: Revisions::new(current, compact),
             in_use: Mutex::new(None),
+            file_size: Mutex::new(None),
             layer,
         })
     }
@@ -271,7 +274,19 @@ impl Mvcc {
 
     /// Size of the database file in bytes (etcd's `dbSize`).
     pub fn size_bytes(&self) -> Result<u64, MvccError> {
-        Ok(std::fs::metadata(&self.path)?.len())
+        let bytes = std::fs::metadata(&self.path)?.len();
+        *self.file_size.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), bytes));
+        Ok(bytes)
+    }
+
+    /// [`Self::size_bytes`], reusing a reading younger than `max_age`: for checks on every
+    /// request (the space quota), which should not each cost a `stat` of the file.
+    pub fn size_bytes_recent(&self, max_age: Duration) -> Result<u64, MvccError> {
+        let cached = *self.file_size.lock().unwrap_or_else(|p| p.into_inner());
+        match cached {
+            Some((at, bytes)) if at.elapsed() < max_age => Ok(bytes),
+            _ => self.size_bytes(),
+        }
     }
 
     /// Bytes the data occupies in the file (etcd's `dbSizeInUse`): the file's size minus the
@@ -297,6 +312,7 @@ impl Mvcc {
 
     fn forget_size_in_use(&self) {
         *self.in_use.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *self.file_size.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     /// Rewrites the store into a fresh, packed file and swaps it in (etcd's `Defragment`), so
