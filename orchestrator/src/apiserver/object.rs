@@ -148,7 +148,11 @@ pub fn prepare_create(
     } else {
         meta.remove("generation");
     }
-    if def.has_status {
+    // Nodes are the one kind whose status may be set on create: a kubelet registers its node
+    // with addresses, capacity and conditions in one request.
+    let keeps_status =
+        (def.group, def.kind) == ("", "Node") && obj.get("status").is_some_and(Value::is_object);
+    if def.has_status && !keeps_status {
         obj["status"] = defaults::initial_status(def);
     }
     defaults::prepare_for_create(def, obj);
@@ -369,6 +373,23 @@ pub fn prepare_update(
 mod tests {
     use super::*;
     use crate::apiserver::resources::lookup;
+
+    #[test]
+    fn a_node_is_created_with_the_status_it_was_sent() {
+        let def = lookup("", "v1", "nodes").unwrap();
+        let status = json!({"addresses": [{"type": "InternalIP", "address": "10.0.0.5"}],
+            "capacity": {"cpu": "2"}});
+        let mut node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"},
+            "status": status.clone()});
+        prepare_create(def, None, &mut node).unwrap();
+        assert_eq!(node["status"], status);
+        // Other kinds start from their initial status, whatever was sent.
+        let def = lookup("", "v1", "pods").unwrap();
+        let mut pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "c", "image": "i"}]}, "status": {"phase": "Running"}});
+        prepare_create(def, Some("default"), &mut pod).unwrap();
+        assert_eq!(pod["status"]["phase"], "Pending");
+    }
 
     #[test]
     fn empty_metadata_collections_are_not_kept() {

@@ -166,24 +166,17 @@ impl Drop for KubeletLogs {
     }
 }
 
-/// Registers node `name` with its kubelet at 127.0.0.1:`port`, as a kubelet registers itself.
+/// Registers node `name` with its kubelet at 127.0.0.1:`port`, as a kubelet registers itself:
+/// one create carrying the node's status.
 async fn register_node(c: &Cluster, name: &str, port: u16) {
-    let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}});
-    let r = c.api.post("/api/v1/nodes", &node).await;
-    assert_eq!(r.code, 201, "{}", r.body);
-    let status = json!({"status": {
+    let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
+    "status": {
         "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
         "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
     }});
-    let r = c
-        .api
-        .patch(
-            &format!("/api/v1/nodes/{name}/status"),
-            "application/merge-patch+json",
-            &status,
-        )
-        .await;
-    assert_eq!(r.code, 200, "{}", r.body);
+    let r = c.api.post("/api/v1/nodes", &node).await;
+    assert_eq!(r.code, 201, "{}", r.body);
+    assert_eq!(r.body["status"], node["status"]);
 }
 
 async fn create_pod(c: &Cluster, name: &str, node: Option<&str>, containers: &[&str]) {
