@@ -28,7 +28,10 @@
 //!   tasks that serve watchers from it or, when they are behind, from redb.
 //!
 //! The Raft log lives in the `cairn-log` crate and the MVCC state machine in `cairn-mvcc`;
-//! neither knows about Raft messages or gRPC.
+//! neither knows about Raft messages or gRPC. What the server decodes from clients and peers
+//! (request validation, etcd's error table, the JSON gateway's codec, the Raft entry and peer
+//! message encodings) lives in `cairn-wire`, re-exported here at its old paths, so the fuzz
+//! targets link it without the rest of the server.
 
 pub mod alarms;
 pub mod auth;

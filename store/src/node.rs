@@ -29,18 +29,15 @@ use crate::raft::{Command, CommandResult, Member, MemberId, Raft};
 use crate::server::errors::EtcdError;
 use crate::watch::WatchHub;
 
-/// Forwarded request kinds (first byte of `ForwardRequest.data`).
 /// How old a reading of the backend file's size the space quota check may use: writes that
 /// grow the file within this window can overshoot `--quota-backend-bytes` a little, as with
 /// etcd's estimate, instead of every write paying a `stat`.
 const QUOTA_SIZE_MAX_AGE: Duration = Duration::from_millis(100);
 
-pub const FORWARD_PROPOSE: u8 = 1;
-pub const FORWARD_READ_INDEX: u8 = 2;
-/// A lease keep-alive, answered by the leader's lessor (`crate::lessor::leader`).
-pub const FORWARD_LEASE_KEEPALIVE: u8 = 3;
-/// A lease time-to-live question, answered by the leader's lessor.
-pub const FORWARD_LEASE_TIME_TO_LIVE: u8 = 4;
+/// Forwarded request kinds (first byte of `ForwardRequest.data`).
+pub use crate::raft::command::{
+    FORWARD_LEASE_KEEPALIVE, FORWARD_LEASE_TIME_TO_LIVE, FORWARD_PROPOSE, FORWARD_READ_INDEX,
+};
 
 /// Request limits, from the command line.
 #[derive(Debug, Clone, Copy)]

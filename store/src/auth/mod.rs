@@ -22,7 +22,7 @@
 //! commits just before it (etcd would refuse it with "user name is empty").
 
 pub mod access;
-pub mod command;
+pub use cairn_wire::auth_command as command;
 pub mod password;
 pub mod perms;
 pub mod state;

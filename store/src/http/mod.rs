@@ -15,7 +15,7 @@
 pub mod authority;
 pub mod gateway;
 pub mod health;
-pub mod json;
+pub use cairn_wire::json;
 pub mod scrape;
 
 use std::convert::Infallible;

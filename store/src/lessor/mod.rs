@@ -32,8 +32,7 @@ use tokio::time::Instant;
 
 use schedule::Schedule;
 
-/// etcd's `MaxLeaseTTL`: 9,000,000,000 seconds.
-pub const MAX_LEASE_TTL: i64 = 9_000_000_000;
+pub use cairn_wire::validate::MAX_LEASE_TTL;
 
 /// etcd's minimum lease TTL: 1.5 election timeouts (counted in heartbeat ticks, as etcd does),
 /// rounded up to whole seconds, so a lease cannot expire during the election that follows a

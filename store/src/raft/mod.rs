@@ -1,64 +1,25 @@
-//! Raft glue: the openraft type configuration and the adapters that plug our own storage
-//! and transport into openraft.
+//! Raft glue: the adapters that plug our own storage and transport into openraft.
 //!
-//! - [`codec`]: the byte encoding of entries, votes, log ids, membership and peer messages;
+//! - [`codec`], [`command`]: the type configuration's byte encodings (entries, votes, log ids,
+//!   membership, peer messages, commands and their results), from `cairn-wire`, which the
+//!   fuzz targets link without the rest of the server;
 //! - [`log_store`]: openraft's log storage over the segmented log of `cairn-log`;
 //! - [`state_machine`]: openraft's state machine over the redb MVCC of `cairn-mvcc`;
 //! - [`network`]: the client side of the peer transport (gRPC `RaftPeer`);
 //! - [`peer_service`]: the server side of the peer transport;
 //! - [`snapshot`]: a snapshot's data, in files rather than memory.
 
-pub mod codec;
-pub mod command;
 pub mod log_store;
 pub mod network;
 pub mod peer_service;
 pub mod snapshot;
 pub mod state_machine;
 
-use std::fmt;
-
-pub use command::{Command, CommandResult};
-
-/// A member's 64-bit id, as etcd's member ids.
-pub type MemberId = u64;
-
-/// What the Raft membership records about a member: its name and peer URLs.
-///
-/// Client URLs are not part of the membership: every member publishes them through the log
-/// once it serves clients (as etcd's members publish their attributes).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Member {
-    pub name: String,
-    pub peer_urls: Vec<String>,
-    /// Added as a voter but still a learner until it catches up (see
-    /// `server::membership`); listed as a voter meanwhile.
-    pub voter_pending: bool,
-}
-
-impl fmt::Display for Member {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}={}", self.name, self.peer_urls.join(","))
-    }
-}
-
-openraft::declare_raft_types!(
-    /// cairn-store's openraft type configuration.
-    pub TypeConfig:
-        D = Command,
-        R = CommandResult,
-        NodeId = MemberId,
-        Node = Member,
-        Term = u64,
-);
+pub use cairn_wire::raft::{codec, command};
+pub use cairn_wire::raft::{
+    Command, CommandResult, Entry, EntryPayload, LeaderId, LogId, Member, MemberId, Membership,
+    SnapshotMeta, StoredMembership, TypeConfig, Vote,
+};
 
 pub type Raft = openraft::Raft<TypeConfig, state_machine::StateMachine>;
-pub type LogId = openraft::LogId<openraft::impls::leader_id_adv::LeaderId<u64, MemberId>>;
-pub type LeaderId = openraft::impls::leader_id_adv::LeaderId<u64, MemberId>;
-pub type Vote = openraft::impls::Vote<LeaderId>;
-pub type Entry = <TypeConfig as openraft::RaftTypeConfig>::Entry;
-pub type EntryPayload = openraft::EntryPayload<Command, MemberId, Member>;
-pub type Membership = openraft::Membership<MemberId, Member>;
-pub type StoredMembership = openraft::StoredMembership<LeaderId, MemberId, Member>;
-pub type SnapshotMeta = openraft::SnapshotMeta<LeaderId, MemberId, Member>;
 pub type SnapshotImage = openraft::Snapshot<LeaderId, MemberId, Member, snapshot::SnapshotData>;

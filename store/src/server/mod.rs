@@ -12,7 +12,7 @@
 pub mod auth;
 pub mod cluster;
 pub mod election;
-pub mod errors;
+pub use cairn_wire::errors;
 pub mod identity;
 pub mod kv;
 pub mod lease;
@@ -20,7 +20,7 @@ pub mod lock;
 pub mod maintenance;
 pub mod maintenance_auth;
 pub mod membership;
-pub mod validate;
+pub use cairn_wire::validate;
 pub mod watch;
 
 use std::collections::BTreeMap;

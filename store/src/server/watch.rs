@@ -1,19 +1,16 @@
 //! The Watch service: one bidirectional stream per call, served by a `watch::stream` task.
 //!
-//! Create requests are normalized and checked here, as etcd's `v3rpc/watch.go` does before
-//! they reach its watch stream: an empty key means `"\0"`, a `range_end` of `"\0"` means every
-//! key from `key` on, and an empty interval is refused. A stream opened with etcd's
-//! `hasleader` metadata (clientv3's `WithRequireLeader`, used by etcdctl) is refused while
-//! this member knows no leader, and ends with "no leader" if the member loses its leader for
-//! two election timeouts in a row while it runs — the client then reconnects elsewhere.
+//! Create requests are normalized and checked by `cairn_wire::watch_request::decode`, as
+//! etcd's `v3rpc/watch.go` does before they reach its watch stream; the caller's read
+//! permission is checked here. A stream opened with etcd's `hasleader` metadata (clientv3's
+//! `WithRequireLeader`, used by etcdctl) is refused while this member knows no leader, and
+//! ends with "no leader" if the member loses its leader for two election timeouts in a row
+//! while it runs — the client then reconnects elsewhere.
 
 use std::sync::Arc;
 
-use cairn_mvcc::KeyRange;
-use cairn_proto::etcdserverpb::watch_create_request::FilterType;
-use cairn_proto::etcdserverpb::watch_request::RequestUnion;
 use cairn_proto::etcdserverpb::watch_server::Watch;
-use cairn_proto::etcdserverpb::{WatchCreateRequest, WatchRequest, WatchResponse};
+use cairn_proto::etcdserverpb::{WatchRequest, WatchResponse};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
@@ -22,8 +19,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::errors::EtcdError;
 use crate::auth::Access;
 use crate::node::Node;
-use crate::watch::response::Refusal;
-use crate::watch::{self as hub, CreateWatch, StreamOptions};
+use crate::watch::{self as hub, StreamOptions};
 
 /// Responses queued per stream ahead of the transport. Small: each may hold a full chunk,
 /// and a client that stops reading should stop its stream's work soon.
@@ -135,111 +131,5 @@ fn read_permitted(
     node.auth.check_op(&caller, Access::Read, key, range_end)
 }
 
-/// Checks a create request's range against the caller's permissions.
-pub type Permitted<'a> = dyn Fn(&[u8], &[u8]) -> Result<(), EtcdError> + 'a;
-
-/// A request as the stream task takes it; `None` for a message without a request, which
-/// etcd ignores. Public for the request-validation fuzz target.
-pub fn decode(req: WatchRequest, permitted: &Permitted<'_>) -> Option<hub::Request> {
-    Some(match req.request_union? {
-        RequestUnion::CreateRequest(c) => create(c, permitted),
-        RequestUnion::CancelRequest(c) => hub::Request::Cancel(c.watch_id),
-        RequestUnion::ProgressRequest(_) => hub::Request::Progress,
-    })
-}
-
-fn create(c: WatchCreateRequest, permitted: &Permitted<'_>) -> hub::Request {
-    let key = if c.key.is_empty() { vec![0] } else { c.key };
-    // etcd checks the range after its normalization, where a `range_end` of "\0" becomes
-    // empty and only `key` itself is checked; here "\0" stays open-ended, so watching every
-    // key from `key` on needs read permission on all of them.
-    if let Err(e) = permitted(&key, &c.range_end) {
-        return hub::Request::Refuse(Refusal::Denied(e));
-    }
-    if KeyRange::new(&key, &c.range_end) == KeyRange::Empty {
-        return hub::Request::Refuse(Refusal::EmptyRange);
-    }
-    // Unknown filter values are ignored, as etcd's FiltersFromRequest does.
-    let has = |f: FilterType| c.filters.contains(&(f as i32));
-    hub::Request::Create(CreateWatch {
-        watch_id: c.watch_id,
-        no_put: has(FilterType::Noput),
-        no_delete: has(FilterType::Nodelete),
-        key,
-        range_end: c.range_end,
-        start_revision: c.start_revision,
-        prev_kv: c.prev_kv,
-        progress_notify: c.progress_notify,
-        fragment: c.fragment,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn req(key: &str, end: &[u8]) -> WatchCreateRequest {
-        WatchCreateRequest {
-            key: key.into(),
-            range_end: end.to_vec(),
-            ..Default::default()
-        }
-    }
-
-    fn anyone(_: &[u8], _: &[u8]) -> Result<(), EtcdError> {
-        Ok(())
-    }
-
-    fn create(c: WatchCreateRequest) -> hub::Request {
-        super::create(c, &anyone)
-    }
-
-    fn decode(r: WatchRequest) -> Option<hub::Request> {
-        super::decode(r, &anyone)
-    }
-
-    #[test]
-    fn creates_the_caller_may_not_read_are_refused_with_etcds_text() {
-        let deny = |_: &[u8], _: &[u8]| Err(EtcdError::PermissionDenied);
-        let refused = super::create(req("a", b""), &deny);
-        assert_eq!(
-            refused,
-            hub::Request::Refuse(Refusal::Denied(EtcdError::PermissionDenied))
-        );
-        let hub::Request::Refuse(why) = refused else {
-            unreachable!()
-        };
-        assert_eq!(
-            why.to_string(),
-            "rpc error: code = PermissionDenied desc = etcdserver: permission denied"
-        );
-    }
-
-    #[test]
-    fn create_requests_follow_etcds_edge_rules() {
-        let hub::Request::Create(c) = create(req("", b"")) else {
-            panic!("accepted")
-        };
-        assert_eq!((c.key, c.range_end), (vec![0], vec![]), "empty key is \\0");
-        let hub::Request::Create(c) = create(req("", b"\0")) else {
-            panic!("accepted")
-        };
-        assert_eq!((c.key, c.range_end), (vec![0], vec![0]), "every key");
-        assert_eq!(
-            create(req("b", b"a")),
-            hub::Request::Refuse(Refusal::EmptyRange)
-        );
-        assert_eq!(
-            create(req("a", b"a")),
-            hub::Request::Refuse(Refusal::EmptyRange)
-        );
-        let hub::Request::Create(c) = create(WatchCreateRequest {
-            filters: vec![FilterType::Nodelete as i32, 7],
-            ..req("a", b"")
-        }) else {
-            panic!("accepted")
-        };
-        assert!(c.no_delete && !c.no_put);
-        assert_eq!(decode(WatchRequest::default()), None);
-    }
-}
+/// Create requests are normalized and checked in `cairn_wire::watch_request`.
+pub use cairn_wire::watch_request::{decode, Permitted};

@@ -17,18 +17,8 @@ use prost::Message;
 /// `InvalidWatchID`), also used for refused creates.
 pub const STREAM_WIDE: i64 = -1;
 
-/// Why a create request was refused; the text is etcd's (`mvcc/watcher.go`, and for auth
-/// its `v3rpc/watch.go`, which sends the gRPC error's Go rendering).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
-    #[error("mvcc: watcher range is empty")]
-    EmptyRange,
-    #[error("mvcc: duplicate watch ID provided on the WatchStream")]
-    DuplicateId,
-    /// The stream's caller may not read the range (auth enabled).
-    #[error("rpc error: code = {code:?} desc = {0}", code = .0.code())]
-    Denied(crate::server::errors::EtcdError),
-}
+/// Why a create request was refused, with etcd's text.
+pub use cairn_wire::watch_request::Refusal;
 
 pub fn created(header: ResponseHeader, watch_id: i64) -> WatchResponse {
     WatchResponse {

@@ -49,15 +49,8 @@ const READ_LIMIT: ReadLimit = ReadLimit {
     max_bytes: 4 * 1024 * 1024,
 };
 
-/// A request of the client, validated at the edge.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Request {
-    Create(CreateWatch),
-    /// A create request refused before it reached the stream (answered in order).
-    Refuse(Refusal),
-    Cancel(i64),
-    Progress,
-}
+/// A request of the client, validated at the edge (`cairn_wire::watch_request`).
+pub use cairn_wire::watch_request::Request;
 
 /// Per-stream settings, from the command line.
 #[derive(Debug, Clone, Copy)]

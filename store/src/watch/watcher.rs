@@ -10,24 +10,8 @@ use cairn_proto::mvccpb::Event;
 
 use super::hub::event_revision;
 
-/// A validated create request (etcd's `WatchCreateRequest` after the server's edge rules).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CreateWatch {
-    /// Requested id; 0 lets the stream choose (etcd's `AutoWatchID`).
-    pub watch_id: i64,
-    /// Never empty: etcd watches `"\0"` when the client sends no key.
-    pub key: Vec<u8>,
-    /// etcd convention: empty = `key` alone, `[0]` = every key `>= key`, else `[key, end)`;
-    /// never an empty interval.
-    pub range_end: Vec<u8>,
-    /// 0 = from the next revision on; negative revisions count as compacted, as in etcd.
-    pub start_revision: i64,
-    pub no_put: bool,
-    pub no_delete: bool,
-    pub prev_kv: bool,
-    pub progress_notify: bool,
-    pub fragment: bool,
-}
+/// A validated create request (`cairn_wire::watch_request`).
+pub use cairn_wire::watch_request::CreateWatch;
 
 /// A watcher of a stream.
 #[derive(Debug, Clone)]

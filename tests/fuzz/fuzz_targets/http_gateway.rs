@@ -1,5 +1,5 @@
-//! Fuzz target `http_gateway`: the JSON gateway's request parsing (`http::json`, used by
-//! `http::gateway` for every `/v3/...` call) on hostile bodies.
+//! Fuzz target `http_gateway`: the JSON gateway's request parsing (`cairn_wire::json`, used
+//! by cairn-store's `http::gateway` for every `/v3/...` call) on hostile bodies.
 //!
 //! A body is read as JSON against the input message of one of the gateway's methods (every
 //! method of every service in the API's descriptor set, so all of etcd's bindings are covered)
@@ -18,7 +18,7 @@ use arbitrary::Arbitrary;
 use cairn_proto::etcdserverpb::{
     CompactionRequest, DeleteRangeRequest, LeaseGrantRequest, PutRequest, RangeRequest, TxnRequest,
 };
-use cairn_store::http::json;
+use cairn_wire::json;
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
 

@@ -1,9 +1,9 @@
 //! Fuzz target `peer_messages`: what a member decodes from another member before Raft sees it.
 //!
-//! The peer service (`raft::peer_service`) receives `cairnraftpb` protobufs whose payloads are
-//! our own binary encodings (`raft::codec`, `raft::command`): append-entries, vote and pre-vote
-//! requests, snapshot stream headers, leadership transfers, forwarded commands, and the
-//! answers to each of these a member decodes on the way back. Bytes from the peer port are
+//! The peer service (cairn-store's `raft::peer_service`) receives `cairnraftpb` protobufs whose
+//! payloads are our own binary encodings (`cairn_wire::raft::{codec, command}`): append-entries,
+//! vote and pre-vote requests, snapshot stream headers, leadership transfers, forwarded
+//! commands, and the answers to each of these a member decodes on the way back. Bytes from the peer port are
 //! input: a broken or hostile peer must get an error, never crash the member.
 //!
 //! Checks: never a panic; every message that decodes re-encodes to bytes that decode to the
@@ -14,8 +14,8 @@
 
 use arbitrary::Arbitrary;
 use cairn_proto::cairnraftpb::{ForwardRequest, ForwardResponse, RaftMessage, SnapshotChunk};
-use cairn_store::raft::codec::{self, Reader, Writer};
-use cairn_store::raft::command::{Command, CommandResult};
+use cairn_wire::raft::codec::{self, Reader, Writer};
+use cairn_wire::raft::command::{Command, CommandResult, FORWARD_PROPOSE};
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
 
@@ -130,7 +130,7 @@ fn transfer_leader(bytes: &[u8]) {
 
 /// A forwarded request: a kind byte, then for a proposal the command itself.
 fn forwarded(bytes: &[u8]) {
-    if let Some((&cairn_store::node::FORWARD_PROPOSE, body)) = bytes.split_first() {
+    if let Some((&FORWARD_PROPOSE, body)) = bytes.split_first() {
         if let Ok(cmd) = Command::decode(body) {
             let again = Command::decode(&cmd.encode()).expect("a re-encoded command decodes");
             assert_eq!(again, cmd);

@@ -1,9 +1,9 @@
-//! Fuzz target `request_validation`: the edge checks of `cairn-store` on hostile requests.
+//! Fuzz target `request_validation`: the server's edge checks (`cairn-wire`) on hostile requests.
 //!
 //! Bytes off the wire are decoded (prost) as one of etcd's KV, Watch or Lease requests and passed
 //! through the checks the gRPC services run before anything reaches Raft
-//! (`server::validate::{check_range, check_put, check_delete, check_txn, check_lease_grant}`,
-//! `server::watch::decode`). A second kind of input builds a Txn from structure, to reach deep
+//! (`validate::{check_range, check_put, check_delete, check_txn, check_lease_grant}`,
+//! `watch_request::decode`). A second kind of input builds a Txn from structure, to reach deep
 //! into the duplicate-key rule, and sends it through the same encode / decode.
 //!
 //! Never a panic. Range, Put, DeleteRange, LeaseGrant and Watch requests are checked against an
@@ -27,14 +27,11 @@ use cairn_proto::etcdserverpb::{
     Compare, DeleteRangeRequest, LeaseGrantRequest, PutRequest, RangeRequest, RequestOp,
     TxnRequest, WatchRequest,
 };
-use cairn_store::lessor::MAX_LEASE_TTL;
-use cairn_store::server::errors::EtcdError;
-use cairn_store::server::validate::{
-    check_delete, check_lease_grant, check_put, check_range, check_txn,
+use cairn_wire::errors::EtcdError;
+use cairn_wire::validate::{
+    check_delete, check_lease_grant, check_put, check_range, check_txn, MAX_LEASE_TTL,
 };
-use cairn_store::server::watch::decode as decode_watch;
-use cairn_store::watch::response::Refusal;
-use cairn_store::watch::Request as WatchCommand;
+use cairn_wire::watch_request::{decode as decode_watch, Refusal, Request as WatchCommand};
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
 
@@ -463,9 +460,7 @@ fn watch_invariants(w: WatchRequest) {
     let none = w.request_union.is_none();
     let progress = matches!(w.request_union, Some(RequestUnion::ProgressRequest(_)));
     // Auth disabled: every range is permitted.
-    let decoded = decode_watch(w, &|_: &[u8], _: &[u8]| {
-        Ok::<(), cairn_store::server::errors::EtcdError>(())
-    });
+    let decoded = decode_watch(w, &|_: &[u8], _: &[u8]| Ok::<(), EtcdError>(()));
     match decoded {
         None => assert!(none, "a request was dropped"),
         Some(WatchCommand::Progress) => assert!(progress),

@@ -4,6 +4,10 @@
 //! A command is `[tag: u8][body]`, where the body of an etcd request is its protobuf
 //! encoding, so the log holds exactly what the client sent (after validation). The same
 //! encodings carry forwarded writes and their results between members.
+//!
+//! A follower forwards a request to the leader as `[kind: u8][body]`, the kind one of the
+//! `FORWARD_*` values below; for [`FORWARD_PROPOSE`] the body is an encoded [`Command`] and
+//! the answer an encoded [`CommandResult`].
 
 use std::fmt;
 use std::io;
@@ -15,8 +19,16 @@ use cairn_proto::etcdserverpb::{
 use prost::Message;
 
 use super::codec::{Reader, Writer};
-use crate::auth::{AuthCommand, Caller};
-use crate::server::errors::EtcdError;
+use crate::auth_command::{AuthCommand, Caller};
+use crate::errors::EtcdError;
+
+/// Forwarded request kinds (first byte of `ForwardRequest.data`).
+pub const FORWARD_PROPOSE: u8 = 1;
+pub const FORWARD_READ_INDEX: u8 = 2;
+/// A lease keep-alive, answered by the leader's lessor (cairn-store's `lessor::leader`).
+pub const FORWARD_LEASE_KEEPALIVE: u8 = 3;
+/// A lease time-to-live question, answered by the leader's lessor.
+pub const FORWARD_LEASE_TIME_TO_LIVE: u8 = 4;
 
 const PUT: u8 = 1;
 const DELETE_RANGE: u8 = 2;
@@ -42,7 +54,7 @@ pub enum Command {
         name: String,
         client_urls: Vec<String>,
     },
-    /// A change of the auth store, or an Authenticate (see [`crate::auth`]).
+    /// A change of the auth store, or an Authenticate (see [`crate::auth_command`]).
     Auth(AuthCommand),
     /// A client request sent while auth was enabled, with the identity the receiving member
     /// found in its token; checked again when applied. Never nested.

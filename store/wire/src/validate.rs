@@ -4,7 +4,7 @@
 //! a Txn first has its op count checked, then every op (recursively), then the duplicate-key
 //! rule (no key written twice, no put inside a deleted range, on any path through the txn).
 //! A LeaseGrant's TTL is bounded above and raised to the lessor's minimum. Watch create
-//! requests are normalized in `server::watch::decode`.
+//! requests are normalized in [`crate::watch_request::decode`].
 
 use std::collections::HashSet;
 
@@ -13,8 +13,10 @@ use cairn_proto::etcdserverpb::{
     RequestOp, TxnRequest,
 };
 
-use super::errors::EtcdError;
-use crate::lessor::MAX_LEASE_TTL;
+use crate::errors::EtcdError;
+
+/// etcd's `MaxLeaseTTL`: 9,000,000,000 seconds.
+pub const MAX_LEASE_TTL: i64 = 9_000_000_000;
 
 pub fn check_range(r: &RangeRequest) -> Result<(), EtcdError> {
     if r.key.is_empty() {
