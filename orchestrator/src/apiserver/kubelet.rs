@@ -18,20 +18,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use cairn_tls::pem::{self, KeyErrors};
+use cairn_tls::AnyServerCert;
 use http::{header, Request, Response};
 use http_body_util::Empty;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::danger::ServerCertVerifier;
 use rustls::client::WebPkiServerVerifier;
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::crypto::CryptoProvider;
+use rustls::ClientConfig;
+use rustls_pki_types::ServerName;
 use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use super::auth::tls::{self, TlsError};
+use super::auth::tls::TlsError;
 
 /// The kubelet's port when its node reports none.
 pub const DEFAULT_PORT: u16 = 10250;
@@ -124,26 +126,19 @@ impl KubeletClient {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let unverified = client_config(
             &provider,
-            Arc::new(AnyServerCert(provider.clone())),
+            Arc::new(AnyServerCert::new(provider.clone())),
             settings,
         )?;
         let verified = match &settings.certificate_authority {
             None => unverified.clone(),
             Some(path) => {
-                let mut roots = RootCertStore::empty();
-                for cert in tls::certificates(path)? {
-                    roots.add(cert).map_err(|e| TlsError::Pem {
+                let roots = Arc::new(pem::roots(path)?);
+                let verifier = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+                    .build()
+                    .map_err(|e| TlsError::Pem {
                         path: path.clone(),
-                        reason: format!("unusable CA certificate: {e}"),
+                        reason: format!("cannot verify kubelets with it: {e}"),
                     })?;
-                }
-                let verifier =
-                    WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                        .build()
-                        .map_err(|e| TlsError::Pem {
-                            path: path.clone(),
-                            reason: format!("cannot verify kubelets with it: {e}"),
-                        })?;
                 client_config(&provider, verifier, settings)?
             }
         };
@@ -270,7 +265,10 @@ fn client_config(
     let mut config = match &settings.client_cert {
         None => builder.with_no_client_auth(),
         Some((cert, key)) => builder
-            .with_client_auth_cert(tls::certificates(cert)?, tls::private_key(key)?)
+            .with_client_auth_cert(
+                pem::certificates(cert)?,
+                pem::private_key(key, KeyErrors::Unusable)?,
+            )
             .map_err(|source| TlsError::Rustls {
                 what: format!(
                     "kubelet client certificate {} with key {}",
@@ -282,56 +280,6 @@ fn client_config(
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
-}
-
-/// Accepts any kubelet certificate (no `--kubelet-certificate-authority`), while still checking
-/// that the handshake was signed by the key of the certificate presented.
-#[derive(Debug)]
-struct AnyServerCert(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AnyServerCert {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 #[cfg(test)]

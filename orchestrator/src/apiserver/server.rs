@@ -26,8 +26,7 @@ use super::auth::rbac_cache::RbacCache;
 use super::auth::tls::{self, ServingCert, TlsError};
 use super::auth::token_file::{TokenFile, TokenFileError};
 use super::auth::{
-    bootstrap_policy, escalation, impersonate, request_info, review, x509, Caller, Security,
-    UserInfo,
+    bootstrap_policy, escalation, impersonate, request_info, review, Caller, Security, UserInfo,
 };
 use super::http::{self as h, Body};
 use super::kubelet::KubeletClient;
@@ -478,7 +477,7 @@ pub async fn serve(
                         .1
                         .peer_certificates()
                         .and_then(|chain| chain.first())
-                        .and_then(|leaf| x509::subject(leaf));
+                        .and_then(|leaf| cairn_tls::subject::subject(leaf));
                     serve_connection(stream, api, host, Caller::Secure(subject), peer).await
                 }
             }

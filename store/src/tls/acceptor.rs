@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use cairn_tls::pem;
 use futures::Stream;
 use rustls::server::WebPkiClientVerifier;
 use rustls::ServerConfig;
@@ -24,7 +25,7 @@ use tokio_rustls::TlsAcceptor;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
 use super::flags::{Crypto, Side};
-use super::{pem, Identity, TlsError};
+use super::{Identity, TlsError};
 
 /// How long a client may take to complete its handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -149,7 +150,8 @@ pub async fn handshake(
                 .1
                 .peer_certificates()
                 .and_then(|chain| chain.first())
-                .and_then(|leaf| super::common_name::common_name(leaf))
+                .and_then(|leaf| cairn_tls::subject::subject(leaf))
+                .and_then(|subject| subject.common_name)
                 .map(Arc::from);
             Some(TlsConn {
                 stream,

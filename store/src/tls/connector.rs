@@ -14,17 +14,16 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use cairn_tls::{pem, AnyServerCert};
 use http::Uri;
 use hyper_util::rt::TokioIo;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, RootCertStore};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 use super::flags::{Crypto, Side};
-use super::{pem, Identity, TlsError, PEER_ALPN};
+use super::{Identity, TlsError, PEER_ALPN};
 
 /// The config for dialing `https` peers.
 pub fn client_config(
@@ -42,9 +41,7 @@ pub fn client_config(
     let builder = if self_signed && side.trusted_ca_file.is_empty() {
         builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(SelfSignedPeers {
-                provider: crypto.provider.clone(),
-            }))
+            .with_custom_certificate_verifier(Arc::new(AnyServerCert::new(crypto.provider.clone())))
     } else if !side.trusted_ca_file.is_empty() {
         builder.with_root_certificates(pem::roots(std::path::Path::new(side.trusted_ca_file))?)
     } else {
@@ -85,59 +82,6 @@ fn system_roots() -> RootCertStore {
         );
     }
     roots
-}
-
-/// Accepts any certificate chain but checks that the peer holds the certificate's key.
-#[derive(Debug)]
-struct SelfSignedPeers {
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for SelfSignedPeers {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
 }
 
 /// Dials `https://host:port` URIs: TCP (no Nagle), then the TLS handshake with the peer

@@ -2,15 +2,17 @@
 //!
 //! - `flags`: `--cert-file` ... `--peer-auto-tls`, `--cipher-suites`, `--tls-min-version`,
 //!   `--tls-max-version`, and their checks against the listen URLs;
-//! - `pem`: reading certificate chains, private keys and CA bundles;
 //! - `self_signed`: `--auto-tls` / `--peer-auto-tls` certificates under
 //!   `<data-dir>/fixtures/{client,peer}`, made once and reused, as etcd does;
 //! - `acceptor`: the server side — handshakes run off the accept loop, and only completed
-//!   TLS connections reach the HTTP/2 (and, on the client port, HTTP/1.1) server;
-//! - `common_name`: a verified client certificate's subject CN, the user name of a request
-//!   without a token when auth is enabled (as etcd);
+//!   TLS connections reach the HTTP/2 (and, on the client port, HTTP/1.1) server, each with
+//!   its verified client certificate's subject CN, the user name of a request without a
+//!   token when auth is enabled (as etcd);
 //! - `connector`: the client side of `https` peer connections, used by
 //!   [`crate::raft::network::PeerDialer`], the one place every peer connection is made.
+//!
+//! Reading PEM files, parsing certificate subjects, generating certificates and the verifier
+//! for self-signed peers live in `cairn-tls`, which the apiserver shares.
 //!
 //! Invariants: an `http` URL never goes through rustls; a listener with an `https` URL
 //! always does, with the settings of its side (client and metrics URLs: the client
@@ -22,16 +24,15 @@
 //! that needs a system tool.
 
 pub mod acceptor;
-pub mod common_name;
 pub mod connector;
 pub mod flags;
-pub mod pem;
 pub mod self_signed;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use cairn_tls::pem::{self, KeyErrors};
 use rustls::{ClientConfig, ServerConfig};
 
 pub use flags::TlsFlags;
@@ -73,25 +74,14 @@ pub enum TlsError {
     OldVersion(String),
     #[error("min version ({min}) is greater than max version ({max})")]
     Versions { min: String, max: String },
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("cannot write {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    File(#[from] cairn_tls::PemError),
     #[error("{path}: {reason}")]
     Pem { path: PathBuf, reason: String },
     #[error("{what}: {source}")]
     Rustls { what: String, source: rustls::Error },
-    #[error("generating a self-signed {side} certificate: {source}")]
-    SelfSigned {
-        side: &'static str,
-        source: rcgen::Error,
-    },
+    #[error(transparent)]
+    SelfSigned(#[from] cairn_tls::self_signed::SelfSignedError),
 }
 
 /// The TLS configs a member runs with; `None` where its flags and URLs need none.
@@ -191,7 +181,7 @@ fn identity(
         let key_file = PathBuf::from(side.key_file);
         Ok(Identity {
             certs: pem::certificates(&cert_file)?,
-            key: Arc::new(pem::private_key(&key_file)?),
+            key: Arc::new(pem::private_key(&key_file, KeyErrors::ByCause)?),
             self_signed: false,
             cert_file,
             key_file,

@@ -4,10 +4,10 @@
 //! that are offered and wrong fail the request (401) even when anonymous requests are allowed,
 //! as kube's fail-on-error union does. Every authenticated user is in `system:authenticated`.
 
+use cairn_tls::Subject;
 use http::{header, HeaderMap};
 
 use super::token_file::TokenFile;
-use super::x509::Subject;
 use super::UserInfo;
 
 /// Why a request was not authenticated (answered 401 `Unauthorized`).

@@ -4,8 +4,9 @@
 //! inside the REST layer, RBAC's escalation checks on writes of roles and bindings.
 //!
 //! - [`tls`]: the `--secure-port` TLS config (given or self-signed serving certificate,
-//!   optional client certificates verified against `--client-ca-file`), ALPN h2 + http/1.1.
-//! - [`x509`]: a certificate subject's CN and O values, read from DER.
+//!   optional client certificates verified against `--client-ca-file`), ALPN h2 + http/1.1;
+//!   PEM files, self-signed certificates and a client certificate's subject (CN and O values)
+//!   come from `cairn-tls`, shared with cairn-store.
 //! - [`token_file`]: `--token-auth-file`, Kubernetes' CSV format.
 //! - [`authenticate`]: client certificate, bearer token, anonymous; 401 when credentials fail.
 //! - [`impersonate`]: `Impersonate-*` headers, allowed by the `impersonate` verb.
@@ -35,7 +36,6 @@ pub mod request_info;
 pub mod review;
 pub mod tls;
 pub mod token_file;
-pub mod x509;
 
 use std::collections::BTreeMap;
 
@@ -107,5 +107,5 @@ pub enum Caller {
     /// The insecure port: no authentication, no authorization.
     Insecure,
     /// The secure port, with the subject of the client certificate the handshake verified.
-    Secure(Option<x509::Subject>),
+    Secure(Option<cairn_tls::Subject>),
 }

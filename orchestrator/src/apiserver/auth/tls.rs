@@ -8,47 +8,30 @@
 //! ALPN offers h2 and http/1.1, so HTTP/2 clients (client-go) and HTTP/1.1 clients both work.
 //! Every config is built on ring (rustls's `ring` provider); no OpenSSL.
 
-use std::io::Write;
-use std::net::IpAddr;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
-};
+use cairn_tls::pem::{self, KeyErrors};
+use cairn_tls::self_signed::{Issuer, Spec};
+use rcgen::{DistinguishedName, DnType};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::ServerConfig;
 
 /// ALPN protocols of the secure port.
 pub const ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
 
-/// How long a generated serving certificate (and its CA) is valid.
-const VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
-
 /// Why the secure port's TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("cannot write {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    File(#[from] cairn_tls::PemError),
     #[error("{path}: {reason}")]
     Pem { path: PathBuf, reason: String },
     #[error("{what}: {source}")]
     Rustls { what: String, source: rustls::Error },
-    #[error("generating a self-signed serving certificate: {0}")]
-    Generate(#[from] rcgen::Error),
+    #[error(transparent)]
+    SelfSigned(#[from] cairn_tls::self_signed::SelfSignedError),
 }
 
 /// Where the serving certificate comes from.
@@ -67,38 +50,6 @@ pub struct Serving {
     pub key_file: PathBuf,
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
-fn bad(path: &Path, reason: impl Into<String>) -> TlsError {
-    TlsError::Pem {
-        path: path.to_path_buf(),
-        reason: reason.into(),
-    }
-}
-
-/// Every certificate in a PEM file, in file order.
-pub fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let bytes = read(path)?;
-    let certs = CertificateDer::pem_slice_iter(&bytes)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| bad(path, format!("malformed PEM: {e}")))?;
-    if certs.is_empty() {
-        return Err(bad(path, "no CERTIFICATE block found"));
-    }
-    Ok(certs)
-}
-
-/// The first private key in a PEM file.
-pub fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    let bytes = read(path)?;
-    PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| bad(path, format!("no usable key: {e}")))
-}
-
 /// Builds the secure port's config; generates the self-signed certificate first if needed.
 pub fn server_config(serving: &ServingCert, client_ca: Option<&Path>) -> Result<Serving, TlsError> {
     let (cert_file, key_file) = match serving {
@@ -113,16 +64,14 @@ pub fn server_config(serving: &ServingCert, client_ca: Option<&Path>) -> Result<
     let builder = match client_ca {
         None => builder.with_no_client_auth(),
         Some(path) => {
-            let mut roots = RootCertStore::empty();
-            for cert in certificates(path)? {
-                roots
-                    .add(cert)
-                    .map_err(|e| bad(path, format!("unusable CA certificate: {e}")))?;
-            }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+            let roots = Arc::new(pem::roots(path)?);
+            let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider)
                 .allow_unauthenticated()
                 .build()
-                .map_err(|e| bad(path, format!("cannot verify client certificates: {e}")))?;
+                .map_err(|e| TlsError::Pem {
+                    path: path.to_path_buf(),
+                    reason: format!("cannot verify client certificates: {e}"),
+                })?;
             builder.with_client_cert_verifier(verifier)
         }
     };
@@ -132,7 +81,10 @@ pub fn server_config(serving: &ServingCert, client_ca: Option<&Path>) -> Result<
         key_file.display()
     );
     let mut config = builder
-        .with_single_cert(certificates(&cert_file)?, private_key(&key_file)?)
+        .with_single_cert(
+            pem::certificates(&cert_file)?,
+            pem::private_key(&key_file, KeyErrors::Unusable)?,
+        )
         .map_err(rustls_err(what))?;
     config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
     Ok(Serving {
@@ -142,90 +94,34 @@ pub fn server_config(serving: &ServingCert, client_ca: Option<&Path>) -> Result<
     })
 }
 
-/// `<dir>/apiserver.crt` and `<dir>/apiserver.key`, made first if either is missing.
+/// `<dir>/apiserver.crt` and `<dir>/apiserver.key`, made first if either is missing: a
+/// serving certificate for `hosts` named `<host>@<unix time>`, signed by a CA named
+/// `<host>-ca@<unix time>` made with it, both valid from an hour ago (kube-apiserver's).
 fn load_or_create(dir: &Path, hosts: &[String]) -> Result<(PathBuf, PathBuf), TlsError> {
-    let cert_file = dir.join("apiserver.crt");
-    let key_file = dir.join("apiserver.key");
-    if !(cert_file.exists() && key_file.exists()) {
-        let (chain_pem, key_pem) = generate(hosts)?;
-        std::fs::create_dir_all(dir).map_err(|source| TlsError::Write {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        write(&key_file, key_pem.as_bytes(), 0o600)?;
-        write(&cert_file, chain_pem.as_bytes(), 0o644)?;
-        tracing::info!(path = %cert_file.display(), "generated self-signed serving certificate");
-    }
-    Ok((cert_file, key_file))
-}
-
-/// A CA named `<host>-ca@<unix time>` and a serving certificate it signed for `hosts`:
-/// (serving certificate + CA in PEM, serving key in PEM).
-fn generate(hosts: &[String]) -> Result<(String, String), TlsError> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let not_before = rcgen::date_time_ymd(1970, 1, 1) + now - Duration::from_secs(3600);
+        .unwrap_or_default()
+        .as_secs();
     let first = hosts.first().map(String::as_str).unwrap_or("localhost");
-
-    let mut ca = CertificateParams::default();
-    ca.distinguished_name = rcgen::DistinguishedName::new();
-    ca.distinguished_name
-        .push(DnType::CommonName, format!("{first}-ca@{}", now.as_secs()));
-    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(1));
-    ca.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
-    ca.not_before = not_before;
-    ca.not_after = not_before + VALIDITY;
-    let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-    let ca_cert = ca.self_signed(&ca_key)?;
-    let issuer = Issuer::new(ca, ca_key);
-
-    let mut leaf = CertificateParams::default();
-    leaf.distinguished_name = rcgen::DistinguishedName::new();
-    leaf.distinguished_name
-        .push(DnType::CommonName, format!("{first}@{}", now.as_secs()));
-    for host in hosts.iter().filter(|h| !h.is_empty()) {
-        let san = match host.parse::<IpAddr>() {
-            Ok(ip) => SanType::IpAddress(ip),
-            Err(_) => SanType::DnsName(host.clone().try_into()?),
-        };
-        if !leaf.subject_alt_names.contains(&san) {
-            leaf.subject_alt_names.push(san);
-        }
-    }
-    leaf.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
-    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    leaf.not_before = not_before;
-    leaf.not_after = not_before + VALIDITY;
-    let leaf_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-    let leaf_cert = leaf.signed_by(&leaf_key, &issuer)?;
-    Ok((
-        format!("{}{}", leaf_cert.pem(), ca_cert.pem()),
-        leaf_key.serialize_pem(),
-    ))
-}
-
-fn write(path: &Path, bytes: &[u8], mode: u32) -> Result<(), TlsError> {
-    let failed = |source| TlsError::Write {
-        path: path.to_path_buf(),
-        source,
+    let named = |cn: String| {
+        let mut name = DistinguishedName::new();
+        name.push(DnType::CommonName, cn);
+        name
     };
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(path)
-        .map_err(failed)?;
-    f.write_all(bytes).map_err(failed)?;
-    f.sync_all().map_err(failed)
+    let spec = Spec {
+        purpose: "serving",
+        hosts,
+        subject: named(format!("{first}@{now}")),
+        issuer: Issuer::NewCa(named(format!("{first}-ca@{now}"))),
+        client_auth: false,
+        backdate: Duration::from_secs(3600),
+    };
+    let files =
+        cairn_tls::self_signed::load_or_create(dir, "apiserver.crt", "apiserver.key", &spec)?;
+    if files.created {
+        tracing::info!(path = %files.cert_file.display(), "generated self-signed serving certificate");
+    }
+    Ok((files.cert_file, files.key_file))
 }
 
 #[cfg(test)]
@@ -240,10 +136,14 @@ mod tests {
             hosts: vec!["localhost".into(), "127.0.0.1".into()],
         };
         let first = server_config(&serving, None).unwrap();
-        let chain = certificates(&first.cert_file).unwrap();
+        let chain = pem::certificates(&first.cert_file).unwrap();
         assert_eq!(chain.len(), 2, "serving certificate, then its CA");
         let again = server_config(&serving, None).unwrap();
-        assert_eq!(certificates(&again.cert_file).unwrap(), chain, "reused");
+        assert_eq!(
+            pem::certificates(&again.cert_file).unwrap(),
+            chain,
+            "reused"
+        );
         let mode = std::fs::metadata(&first.key_file).unwrap().permissions();
         assert_eq!(
             std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,

@@ -1,8 +1,12 @@
-//! The subject of an X.509 certificate, read straight from its DER encoding: a verified client
-//! certificate's common name is the user and its organizations are the groups (Kubernetes'
+//! The subject of an X.509 certificate, read straight from its DER encoding. etcd takes a
+//! verified client certificate's CN as the user name of a request without a token; the
+//! apiserver takes the CN as the user and the O values as the groups (Kubernetes'
 //! `CommonNameUserConversion`). Only the path to the subject is walked:
-//! Certificate → tbsCertificate → [version] serial signature issuer validity subject →
+//! Certificate → tbsCertificate → \[version\] serial signature issuer validity subject →
 //! RDNs → (attribute type, value).
+//!
+//! The certificate is expected to have been verified already: a malformed one yields `None`
+//! (never a panic), and an attribute whose value is not a UTF-8 string is skipped.
 
 const SEQUENCE: u8 = 0x30;
 const SET: u8 = 0x31;
@@ -15,7 +19,7 @@ const ORGANIZATION_OID: &[u8] = &[0x06, 0x03, 0x55, 0x04, 0x0a];
 /// The subject attributes that name a user.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Subject {
-    /// The last CN of the subject, as Go's `pkix.Name.CommonName`.
+    /// The last CN of the subject, as Go's `pkix.Name.CommonName` (and so etcd's user name).
     pub common_name: Option<String>,
     /// Every O value, in order, as Go's `pkix.Name.Organization`.
     pub organizations: Vec<String>,
@@ -48,7 +52,7 @@ fn expect(b: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
     (t == tag).then_some((contents, rest))
 }
 
-/// The subject of a DER certificate; None when it cannot be parsed.
+/// The subject of a DER certificate; `None` when it cannot be parsed.
 pub fn subject(der: &[u8]) -> Option<Subject> {
     let (cert, _) = expect(der, SEQUENCE)?;
     let (tbs, _) = expect(cert, SEQUENCE)?;
@@ -114,14 +118,19 @@ mod tests {
         assert_eq!(s.organizations, vec!["dev".to_string()]);
         let s = subject(&cert(None, &[])).unwrap();
         assert_eq!(s, Subject::default());
+        // A CN long enough to need a multi-byte DER length.
+        let long = "u".repeat(300);
+        let s = subject(&cert(Some(&long), &["cairn"])).unwrap();
+        assert_eq!(s.common_name, Some(long));
     }
 
     #[test]
-    fn truncated_certificates_give_none_or_partial_subjects_without_panicking() {
+    fn garbage_and_truncations_give_none_or_partial_subjects_without_panicking() {
         let der = cert(Some("bob"), &["ops"]);
         for cut in 0..der.len() {
             let _ = subject(&der[..cut]);
         }
         assert_eq!(subject(&[]), None);
+        assert_eq!(subject(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]), None);
     }
 }
