@@ -408,6 +408,34 @@ impl Store {
         Ok(resp.kvs.into_iter().map(|kv| kv.key).collect())
     }
 
+    /// The highest `mod_revision` among the keys in `[start, end)` as of `revision`, 0 when
+    /// there are none (one key returned, without its value).
+    pub async fn last_modified(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        revision: i64,
+    ) -> Result<i64, StorageError> {
+        use cairn_proto::etcdserverpb::range_request::{SortOrder, SortTarget};
+        let resp = self
+            .kv
+            .clone()
+            .range(RangeRequest {
+                key: start.to_vec(),
+                range_end: end.to_vec(),
+                revision,
+                limit: 1,
+                keys_only: true,
+                sort_target: SortTarget::Mod as i32,
+                sort_order: SortOrder::Descend as i32,
+                ..Default::default()
+            })
+            .await
+            .map_err(|s| compacted_or(s, revision))?
+            .into_inner();
+        Ok(resp.kvs.first().map(|kv| kv.mod_revision).unwrap_or(0))
+    }
+
     /// The store's current revision (a one-key count-only read).
     pub async fn current_revision(&self) -> Result<i64, StorageError> {
         let resp = self

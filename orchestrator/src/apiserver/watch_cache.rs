@@ -519,6 +519,35 @@ impl ResourceCache {
         });
     }
 
+    /// Whether no key of this resource was created or changed between the cache's revision and
+    /// `revision` without the cache having its event: a progress notification's revision is
+    /// believed only then. etcd 3.4 can send a notification ahead of events at or below its
+    /// revision (see [`PROGRESS_SETTLE`]); under load they may trail it by more than the
+    /// settling time, and a watch served from the cache at that revision would miss them.
+    /// (A deletion overtaken that way is not seen by this check; the settling time covers it.)
+    async fn seen_every_change_up_to(&self, store: &Store, revision: i64) -> bool {
+        let since = self.revision_now();
+        if revision <= since {
+            return true;
+        }
+        match store
+            .last_modified(&self.prefix, &prefix_end(&self.prefix), revision)
+            .await
+        {
+            Ok(last) if last <= since => true,
+            Ok(last) => {
+                tracing::debug!(
+                    prefix = %String::from_utf8_lossy(&self.prefix),
+                    revision,
+                    last,
+                    "a progress notification came ahead of events; waiting for them"
+                );
+                false
+            }
+            Err(_) => false,
+        }
+    }
+
     /// The revision every event up to which has been dispatched.
     pub fn revision_now(&self) -> i64 {
         self.lock().revision
@@ -629,7 +658,16 @@ async fn reflect(
                     continue;
                 }
             };
-            match follow(&cache, stream, &mut progress, &mut stop, &mut backoff).await {
+            match follow(
+                &cache,
+                &store,
+                stream,
+                &mut progress,
+                &mut stop,
+                &mut backoff,
+            )
+            .await
+            {
                 Ended::Reconnect => {
                     if sleep_or_stop(&mut stop, &mut backoff).await {
                         return;
@@ -645,6 +683,7 @@ async fn reflect(
 /// Follows one etcd watch until it ends.
 async fn follow(
     cache: &ResourceCache,
+    store: &Store,
     mut watch: OpenWatch,
     progress: &mut mpsc::Receiver<()>,
     stop: &mut watch::Receiver<bool>,
@@ -663,7 +702,9 @@ async fn follow(
             }
             _ = &mut settle, if settling.is_some() => {
                 if let Some(rev) = settling.take() {
-                    cache.progress(rev);
+                    if cache.seen_every_change_up_to(store, rev).await {
+                        cache.progress(rev);
+                    }
                 }
                 continue;
             }
