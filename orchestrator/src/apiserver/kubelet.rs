@@ -79,13 +79,18 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// `https://host:port<path_and_query>`, an IPv6 host in brackets.
-    pub fn url(&self, path_and_query: &str) -> String {
+    /// `host:port`, an IPv6 host in brackets (what is dialed and sent as `Host`).
+    pub fn authority(&self) -> String {
         if self.host.contains(':') {
-            format!("https://[{}]:{}{path_and_query}", self.host, self.port)
+            format!("[{}]:{}", self.host, self.port)
         } else {
-            format!("https://{}:{}{path_and_query}", self.host, self.port)
+            format!("{}:{}", self.host, self.port)
         }
+    }
+
+    /// `https://host:port<path_and_query>`.
+    pub fn url(&self, path_and_query: &str) -> String {
+        format!("https://{}{path_and_query}", self.authority())
     }
 }
 
@@ -210,11 +215,7 @@ impl KubeletClient {
         } else {
             self.verified.clone()
         };
-        let addr = if endpoint.host.contains(':') {
-            format!("[{}]:{}", endpoint.host, endpoint.port)
-        } else {
-            format!("{}:{}", endpoint.host, endpoint.port)
-        };
+        let addr = endpoint.authority();
         let server_name = ServerName::try_from(endpoint.host.clone())
             .map_err(|_| KubeletError::Host(endpoint.host.clone()))?;
         let tcp = match tokio::time::timeout(self.timeout, TcpStream::connect(&addr)).await {
