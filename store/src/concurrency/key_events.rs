@@ -69,7 +69,7 @@ impl KeyEvents {
         match self.hub.read(self.next, head, keys, READ_LIMIT) {
             Some(chunk) => {
                 self.ready
-                    .extend(chunk.events.iter().map(|ev| Event::clone(ev)));
+                    .extend(chunk.events.iter().map(|ev| ev.event().clone()));
                 self.next = chunk.through + 1;
             }
             None => {

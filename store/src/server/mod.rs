@@ -35,7 +35,6 @@ use cairn_proto::etcdserverpb::cluster_server::ClusterServer;
 use cairn_proto::etcdserverpb::kv_server::KvServer;
 use cairn_proto::etcdserverpb::lease_server::LeaseServer;
 use cairn_proto::etcdserverpb::maintenance_server::MaintenanceServer;
-use cairn_proto::etcdserverpb::watch_server::WatchServer;
 use cairn_proto::v3electionpb::election_server::ElectionServer;
 use cairn_proto::v3lockpb::lock_server::LockServer;
 use tokio::net::TcpListener;
@@ -374,15 +373,17 @@ pub async fn start_with_storage(
             lessor.clone(),
             stop_rx.clone(),
         ));
-        let watch = WatchServer::new(watch::WatchService {
-            node: node.clone(),
-            options: StreamOptions {
-                progress_interval: cfg.watch_progress_notify_interval(),
-                fragment_bytes: max_message,
+        let watch = watch::WatchServer::new(
+            watch::WatchService {
+                node: node.clone(),
+                options: StreamOptions {
+                    progress_interval: cfg.watch_progress_notify_interval(),
+                    fragment_bytes: max_message,
+                },
+                stop: stop_rx.clone(),
             },
-            stop: stop_rx.clone(),
-        })
-        .max_decoding_message_size(max_message);
+            max_message,
+        );
         // HTTP/1.1 is accepted for the HTTP side; ClientLayer routes each request.
         let router = tonic::transport::Server::builder()
             .tcp_nodelay(true)

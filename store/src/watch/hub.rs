@@ -23,6 +23,8 @@ use cairn_proto::mvccpb::Event;
 use prost::Message;
 use tokio::sync::watch;
 
+use super::event::WatchEvent;
+
 /// How much history the hub keeps in memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RingBounds {
@@ -54,7 +56,7 @@ pub struct ReadLimit {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Chunk {
     /// Matching events, ascending by revision (and sub revision within one).
-    pub events: Vec<Arc<Event>>,
+    pub events: Vec<Arc<WatchEvent>>,
     /// Every matching event with a revision up to and including this one is in `events`
     /// (or in an earlier chunk); the next read starts at `through + 1`.
     pub through: i64,
@@ -66,14 +68,10 @@ pub fn event_revision(ev: &Event) -> i64 {
     ev.kv.as_ref().map_or(0, |kv| kv.mod_revision)
 }
 
-fn event_key(ev: &Event) -> &[u8] {
-    ev.kv.as_ref().map_or(&[][..], |kv| kv.key.as_slice())
-}
-
 struct Entry {
     rev: i64,
     bytes: usize,
-    event: Arc<Event>,
+    event: Arc<WatchEvent>,
 }
 
 struct Ring {
@@ -146,7 +144,7 @@ impl WatchHub {
                 ring.entries.push_back(Entry {
                     rev,
                     bytes,
-                    event: Arc::new(event),
+                    event: Arc::new(WatchEvent::from(event)),
                 });
             }
             ring.head = ring.head.max(revision);
@@ -251,7 +249,7 @@ impl WatchHub {
                 }
                 last_rev = Some(e.rev);
             }
-            if keys.contains(event_key(&e.event)) {
+            if keys.contains(e.event.key()) {
                 bytes += e.bytes;
                 chunk.events.push(e.event.clone());
             }
@@ -287,7 +285,7 @@ mod tests {
     };
 
     fn revs(c: &Chunk) -> Vec<i64> {
-        c.events.iter().map(|e| event_revision(e)).collect()
+        c.events.iter().map(|e| e.revision()).collect()
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! etcd's watch machinery, per member (every member applies the same log, so a watch on a
 //! follower sees what one on the leader sees).
 //!
+//! - [`event`]: an event with its wire encoding, made once for every watcher that gets it;
 //! - [`hub`]: the bounded window of recent events the apply loop publishes into, without ever
 //!   waiting for a watcher, and the latest published revision;
 //! - [`stream`]: one task per client stream serving all of its watchers — synced watchers from
@@ -11,6 +12,7 @@
 //!
 //! The gRPC service in front of it is `crate::server::watch`.
 
+pub mod event;
 pub mod hub;
 pub mod response;
 pub mod stream;

@@ -9,8 +9,8 @@
 //! - progress: no events, header at the revision every event up to which was sent;
 //!   `watch_id` -1 when answering a progress request for the whole stream.
 
+use bytes::{BufMut, Bytes, BytesMut};
 use cairn_proto::etcdserverpb::{ResponseHeader, WatchResponse};
-use cairn_proto::mvccpb::Event;
 use prost::Message;
 
 /// The `watch_id` of responses that speak for every watcher of a stream (clientv3's
@@ -68,50 +68,154 @@ pub fn progress(header: ResponseHeader, watch_id: i64) -> WatchResponse {
     }
 }
 
-pub fn events(header: ResponseHeader, watch_id: i64, events: Vec<Event>) -> WatchResponse {
-    WatchResponse {
-        header: Some(header),
-        watch_id,
-        events,
-        ..Default::default()
+/// What a stream sends: a response built as a message, or one whose events are already
+/// encoded (see [`super::event`]). The transport encodes both into the same wire message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outgoing {
+    Message(WatchResponse),
+    Events(EventsResponse),
+}
+
+impl From<WatchResponse> for Outgoing {
+    fn from(resp: WatchResponse) -> Self {
+        Outgoing::Message(resp)
     }
 }
 
-/// etcd's `sendFragments`: a response of at least two events whose encoding reaches
-/// `max_bytes` is split into pieces flagged `fragment`, each as large as fits under
-/// `max_bytes` but with at least one event; the last piece is not flagged. Every piece
-/// repeats the header and watch id.
-pub fn fragments(resp: WatchResponse, max_bytes: usize) -> Vec<WatchResponse> {
-    if resp.encoded_len() < max_bytes || resp.events.len() < 2 {
-        return vec![resp];
+impl From<EventsResponse> for Outgoing {
+    fn from(resp: EventsResponse) -> Self {
+        Outgoing::Events(resp)
     }
-    let mut rest = resp;
-    let events = std::mem::take(&mut rest.events);
-    rest.fragment = true;
-    // Field 11 (events) is a repeated message, so each event adds exactly its own
-    // length-delimited encoding to the response's size.
-    let base = rest.encoded_len();
-    let mut pieces = Vec::new();
-    let mut cur = rest.clone();
-    let mut size = base;
-    for ev in events {
-        let add = prost::encoding::message::encoded_len(11, &ev);
-        if !cur.events.is_empty() && size + add >= max_bytes {
-            pieces.push(std::mem::replace(&mut cur, rest.clone()));
-            size = base;
+}
+
+impl Outgoing {
+    pub fn encoded_len(&self) -> usize {
+        match self {
+            Outgoing::Message(m) => m.encoded_len(),
+            Outgoing::Events(e) => e.encoded_len(),
         }
-        size += add;
-        cur.events.push(ev);
     }
-    cur.fragment = false;
-    pieces.push(cur);
-    pieces
+
+    pub fn encode(&self, buf: &mut impl BufMut) {
+        match self {
+            Outgoing::Message(m) => {
+                // A BufMut that cannot grow is the only failure; the transport's can.
+                let _ = m.encode(buf);
+            }
+            Outgoing::Events(e) => e.encode(buf),
+        }
+    }
+}
+
+/// Field numbers of `etcdserverpb.WatchResponse` that an events response sets.
+const HEADER: u32 = 1;
+const WATCH_ID: u32 = 2;
+const FRAGMENT: u32 = 7;
+const EVENTS: u32 = 11;
+
+/// A watcher's events: a `WatchResponse` with `header`, `watch_id`, `fragment` and `events`,
+/// each event an encoded `mvccpb.Event`. Encodes to exactly the bytes prost writes for the
+/// same response (fields in number order, defaults left out).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventsResponse {
+    pub header: EncodedHeader,
+    pub watch_id: i64,
+    pub fragment: bool,
+    pub events: Vec<Bytes>,
+}
+
+/// A response header encoded once, with its field tag, for every response of a chunk.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncodedHeader(Bytes);
+
+impl From<ResponseHeader> for EncodedHeader {
+    fn from(header: ResponseHeader) -> Self {
+        let mut buf =
+            BytesMut::with_capacity(prost::encoding::message::encoded_len(HEADER, &header));
+        prost::encoding::message::encode(HEADER, &header, &mut buf);
+        EncodedHeader(buf.freeze())
+    }
+}
+
+pub fn events(header: EncodedHeader, watch_id: i64, events: Vec<Bytes>) -> EventsResponse {
+    EventsResponse {
+        header,
+        watch_id,
+        fragment: false,
+        events,
+    }
+}
+
+impl EventsResponse {
+    /// The encoded size of everything but the events.
+    fn base_len(&self) -> usize {
+        let mut len = self.header.0.len();
+        if self.watch_id != 0 {
+            len += prost::encoding::int64::encoded_len(WATCH_ID, &self.watch_id);
+        }
+        if self.fragment {
+            len += prost::encoding::bool::encoded_len(FRAGMENT, &self.fragment);
+        }
+        len
+    }
+
+    fn event_len(event: &Bytes) -> usize {
+        prost::encoding::bytes::encoded_len(EVENTS, event)
+    }
+
+    pub fn encoded_len(&self) -> usize {
+        self.base_len() + self.events.iter().map(Self::event_len).sum::<usize>()
+    }
+
+    pub fn encode(&self, buf: &mut impl BufMut) {
+        buf.put_slice(&self.header.0);
+        if self.watch_id != 0 {
+            prost::encoding::int64::encode(WATCH_ID, &self.watch_id, buf);
+        }
+        if self.fragment {
+            prost::encoding::bool::encode(FRAGMENT, &self.fragment, buf);
+        }
+        // A repeated message field is a sequence of length-delimited fields, the same on the
+        // wire as repeated bytes.
+        for event in &self.events {
+            prost::encoding::bytes::encode(EVENTS, event, buf);
+        }
+    }
+
+    /// etcd's `sendFragments`: a response of at least two events whose encoding reaches
+    /// `max_bytes` is split into pieces flagged `fragment`, each as large as fits under
+    /// `max_bytes` but with at least one event; the last piece is not flagged. Every piece
+    /// repeats the header and watch id.
+    pub fn fragments(self, max_bytes: usize) -> Vec<EventsResponse> {
+        if self.events.len() < 2 || self.encoded_len() < max_bytes {
+            return vec![self];
+        }
+        let mut rest = self;
+        let events = std::mem::take(&mut rest.events);
+        rest.fragment = true;
+        let base = rest.base_len();
+        let mut pieces = Vec::new();
+        let mut cur = rest.clone();
+        let mut size = base;
+        for ev in events {
+            let add = Self::event_len(&ev);
+            if !cur.events.is_empty() && size + add >= max_bytes {
+                pieces.push(std::mem::replace(&mut cur, rest.clone()));
+                size = base;
+            }
+            size += add;
+            cur.events.push(ev);
+        }
+        cur.fragment = false;
+        pieces.push(cur);
+        pieces
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cairn_proto::mvccpb::KeyValue;
+    use cairn_proto::mvccpb::{Event, KeyValue};
 
     fn ev(n: usize) -> Event {
         Event {
@@ -126,6 +230,13 @@ mod tests {
         }
     }
 
+    fn encoded(events: &[Event]) -> Vec<Bytes> {
+        events
+            .iter()
+            .map(|e| Bytes::from(e.encode_to_vec()))
+            .collect()
+    }
+
     fn header() -> ResponseHeader {
         ResponseHeader {
             cluster_id: 1,
@@ -135,20 +246,52 @@ mod tests {
         }
     }
 
+    /// The response as a client decodes it.
+    fn decoded(r: &EventsResponse) -> WatchResponse {
+        let mut buf = Vec::new();
+        r.encode(&mut buf);
+        assert_eq!(buf.len(), r.encoded_len());
+        WatchResponse::decode(&buf[..]).expect("a WatchResponse")
+    }
+
+    #[test]
+    fn events_responses_encode_as_prost_encodes_the_same_response() {
+        let all: Vec<Event> = (0..3).map(ev).collect();
+        for (watch_id, fragment, n) in [(4, false, 3), (0, true, 1), (-1, false, 0), (9, true, 2)] {
+            let r = EventsResponse {
+                header: header().into(),
+                watch_id,
+                fragment,
+                events: encoded(&all[..n]),
+            };
+            let message = WatchResponse {
+                header: Some(header()),
+                watch_id,
+                fragment,
+                events: all[..n].to_vec(),
+                ..Default::default()
+            };
+            let mut ours = Vec::new();
+            Outgoing::from(r.clone()).encode(&mut ours);
+            assert_eq!(ours, message.encode_to_vec());
+            assert_eq!(Outgoing::from(r).encoded_len(), message.encoded_len());
+        }
+    }
+
     #[test]
     fn small_or_single_event_responses_are_not_split() {
-        let r = events(header(), 4, (0..3).map(ev).collect());
-        assert_eq!(fragments(r.clone(), 10_000), vec![r.clone()]);
-        let one = events(header(), 4, vec![ev(0)]);
-        assert_eq!(fragments(one.clone(), 10), vec![one]);
+        let r = events(header().into(), 4, encoded(&[ev(0), ev(1), ev(2)]));
+        assert_eq!(r.clone().fragments(10_000), vec![r.clone()]);
+        let one = events(header().into(), 4, encoded(&[ev(0)]));
+        assert_eq!(one.clone().fragments(10), vec![one]);
     }
 
     #[test]
     fn large_responses_split_as_etcd_does() {
         let all: Vec<Event> = (0..10).map(ev).collect();
-        let r = events(header(), 4, all.clone());
+        let r = events(header().into(), 4, encoded(&all));
         let max = 400;
-        let pieces = fragments(r, max);
+        let pieces: Vec<WatchResponse> = r.fragments(max).iter().map(decoded).collect();
         assert!(pieces.len() > 1);
         for (i, p) in pieces.iter().enumerate() {
             assert_eq!(

@@ -21,23 +21,22 @@
 //!   slow client costs a bounded amount of memory and never delays the apply loop, other
 //!   streams or writes — it just falls behind the ring and later catches up from redb.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_mvcc::{KeyRange, MvccError};
-use cairn_proto::etcdserverpb::WatchResponse;
-use cairn_proto::mvccpb::Event;
 use futures::{FutureExt, Stream, StreamExt};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
 use tonic::Status;
 
+use super::event::WatchEvent;
 use super::hub::{event_revision, Chunk, ReadLimit, WatchHub};
-use super::response::{self, Refusal, STREAM_WIDE};
+use super::response::{self, EncodedHeader, Outgoing, Refusal, STREAM_WIDE};
 use super::watcher::{CreateWatch, Watcher};
-use super::watcher_group::WatcherGroup;
+use super::watcher_group::{Routes, WatcherGroup, WatcherMap};
 use crate::metrics::Metrics;
 use crate::node::Node;
 use crate::server::errors::EtcdError;
@@ -61,8 +60,22 @@ pub struct StreamOptions {
     pub fragment_bytes: usize,
 }
 
-/// Where responses go: a bounded queue drained by the gRPC transport.
-pub type Responses = mpsc::Sender<Result<WatchResponse, Status>>;
+/// Responses handed to the transport at once, in order; an error ends the stream.
+pub type Batch = Vec<Result<Outgoing, Status>>;
+
+/// Where responses go: a bounded queue of batches drained by the gRPC transport.
+pub type Responses = mpsc::Sender<Batch>;
+
+/// A batch goes to the transport once it holds this many responses or this many encoded
+/// bytes, and whenever the task is about to wait. Batches keep a put seen by a hundred
+/// watchers of a stream from waking the transport a hundred times, while the queue's bound
+/// still bounds memory: a batch refers to the events of at most one chunk (plus control
+/// responses), and the events themselves are shared, not copied, between its responses.
+const BATCH_RESPONSES: usize = 64;
+const BATCH_BYTES: usize = 1024 * 1024;
+
+/// How long the status that ends a stream waits for room in the queue.
+pub const LAST_WORDS: Duration = Duration::from_secs(1);
 
 /// Why the task stops.
 enum Stop {
@@ -90,14 +103,16 @@ pub async fn serve<S>(
 {
     let hub = node.watch_hub.clone();
     let cursor = hub.head();
-    let stream = WatchStream {
+    let mut stream = WatchStream {
         gauges: Gauges::new(node.metrics.clone()),
         node,
         hub,
         options,
         out: out.clone(),
         stop,
-        watchers: HashMap::new(),
+        batch: Vec::new(),
+        batch_bytes: 0,
+        watchers: WatcherMap::default(),
         compacted: HashSet::new(),
         next_id: 0,
         cursor,
@@ -106,8 +121,11 @@ pub async fn serve<S>(
         progress_wanted: None,
     };
     if let Err(Stop::Fail(status)) = stream.run(requests).await {
-        // Best effort: a client that does not read will not see it, and must not hold us.
-        let _ = out.try_send(Err(status));
+        // After what was already produced. A client that does not read within a second
+        // will not see it, and must not hold the task longer.
+        let mut batch = std::mem::take(&mut stream.batch);
+        batch.push(Err(status));
+        let _ = tokio::time::timeout(LAST_WORDS, out.send(batch)).await;
     }
 }
 
@@ -117,7 +135,10 @@ struct WatchStream {
     options: StreamOptions,
     out: Responses,
     stop: watch::Receiver<bool>,
-    watchers: HashMap<i64, Watcher>,
+    /// Responses produced but not yet handed to `out`, and their encoded size.
+    batch: Batch,
+    batch_bytes: usize,
+    watchers: WatcherMap,
     /// Ids of watchers canceled by compaction. As in etcd they stay registered (a create
     /// cannot reuse the id) until the client cancels them.
     compacted: HashSet<i64>,
@@ -176,7 +197,7 @@ impl Drop for Gauges {
 }
 
 impl WatchStream {
-    async fn run<S>(mut self, mut requests: S) -> Result<(), Stop>
+    async fn run<S>(&mut self, mut requests: S) -> Result<(), Stop>
     where
         S: Stream<Item = Result<Request, Status>> + Unpin + Send,
     {
@@ -209,10 +230,12 @@ impl WatchStream {
                     self.progress_tick().await?;
                 }
                 // Let other streams run between chunks even when the queue never fills.
+                self.flush().await?;
                 tokio::task::yield_now().await;
                 continue;
             }
             self.gauges.set(self.watchers.len(), self.unsynced.len());
+            self.flush().await?;
             tokio::select! {
                 req = requests.next(), if inbound_open => match req {
                     Some(Ok(req)) => self.handle(req).await?,
@@ -229,21 +252,29 @@ impl WatchStream {
         }
     }
 
-    async fn send(&self, resp: WatchResponse, fragment: bool) -> Result<(), Stop> {
-        let pieces = if fragment {
-            response::fragments(resp, self.options.fragment_bytes)
-        } else {
-            vec![resp]
-        };
-        let mut stop = self.stop.clone();
-        for piece in pieces {
-            // A client that does not read blocks this send, but not the member's shutdown.
-            tokio::select! {
-                sent = self.out.send(Ok(piece)) => sent.map_err(|_| Stop::Gone)?,
-                _ = stopping(&mut stop) => return Err(Stop::Fail(EtcdError::Stopped.into())),
-            }
+    /// Queues a response behind those already produced.
+    async fn send(&mut self, resp: impl Into<Outgoing>) -> Result<(), Stop> {
+        let resp = resp.into();
+        self.batch_bytes += resp.encoded_len();
+        self.batch.push(Ok(resp));
+        if self.batch.len() >= BATCH_RESPONSES || self.batch_bytes >= BATCH_BYTES {
+            self.flush().await?;
         }
         Ok(())
+    }
+
+    /// Hands the queued responses to the transport.
+    async fn flush(&mut self) -> Result<(), Stop> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.batch);
+        self.batch_bytes = 0;
+        // A client that does not read blocks this send, but not the member's shutdown.
+        tokio::select! {
+            sent = self.out.send(batch) => sent.map_err(|_| Stop::Gone),
+            _ = stopping(&mut self.stop) => Err(Stop::Fail(EtcdError::Stopped.into())),
+        }
     }
 
     /// Takes `w` out of whichever group holds it.
@@ -262,7 +293,7 @@ impl WatchStream {
             Request::Create(c) => self.create(c).await,
             Request::Refuse(why) => {
                 let header = self.node.header(self.hub.head());
-                self.send(response::refused(header, why), false).await
+                self.send(response::refused(header, why)).await
             }
             Request::Cancel(id) => {
                 let known = match self.watchers.remove(&id) {
@@ -275,7 +306,7 @@ impl WatchStream {
                 // etcd answers nothing for an unknown id.
                 if known {
                     let header = self.node.header(self.hub.head());
-                    self.send(response::canceled(header, id), false).await?;
+                    self.send(response::canceled(header, id)).await?;
                 }
                 Ok(())
             }
@@ -300,12 +331,12 @@ impl WatchStream {
             id if self.reserved(id) => {
                 let header = self.node.header(head);
                 return self
-                    .send(response::refused(header, Refusal::DuplicateId), false)
+                    .send(response::refused(header, Refusal::DuplicateId))
                     .await;
             }
             id => id,
         };
-        self.send(response::created(self.node.header(head), id), false)
+        self.send(response::created(self.node.header(head), id))
             .await?;
         let next_rev = if c.start_revision == 0 {
             head + 1
@@ -426,30 +457,31 @@ impl WatchStream {
             self.forget(&w);
             self.compacted.insert(id);
             let header = self.node.header(0);
-            self.send(response::compacted(header, id, compact), false)
-                .await?;
+            self.send(response::compacted(header, id, compact)).await?;
         }
         Ok(())
     }
 
     /// Sends each routed watcher its events of `chunk`, in one response (or its fragments).
-    async fn deliver(
-        &mut self,
-        routes: BTreeMap<i64, Vec<usize>>,
-        chunk: &Chunk,
-    ) -> Result<(), Stop> {
+    async fn deliver(&mut self, routes: Routes, chunk: &Chunk) -> Result<(), Stop> {
+        let header = EncodedHeader::from(self.node.header(chunk.through));
         for (id, indexes) in routes {
             let Some(w) = self.watchers.get_mut(&id) else {
                 continue;
             };
-            let events: Vec<Event> = indexes
+            let events = indexes
                 .iter()
                 .map(|&i| w.wire_event(&chunk.events[i]))
                 .collect();
             w.sent_events = true;
-            let fragment = w.fragment;
-            let resp = response::events(self.node.header(chunk.through), id, events);
-            self.send(resp, fragment).await?;
+            let resp = response::events(header.clone(), id, events);
+            if w.fragment {
+                for piece in resp.fragments(self.options.fragment_bytes) {
+                    self.send(piece).await?;
+                }
+            } else {
+                self.send(resp).await?;
+            }
         }
         Ok(())
     }
@@ -484,7 +516,7 @@ impl WatchStream {
                     .events
                     .into_iter()
                     .filter(|e| event_revision(e) <= through)
-                    .map(Arc::new)
+                    .map(|e| Arc::new(WatchEvent::from(e)))
                     .collect();
                 Ok(Chunk { events, through })
             }
@@ -504,8 +536,7 @@ impl WatchStream {
         if self.unsynced.is_empty() && self.cursor >= wanted {
             self.progress_wanted = None;
             let header = self.node.header(self.cursor);
-            self.send(response::progress(header, STREAM_WIDE), false)
-                .await?;
+            self.send(response::progress(header, STREAM_WIDE)).await?;
         }
         Ok(())
     }
@@ -525,7 +556,7 @@ impl WatchStream {
         }
         for id in due {
             let header = self.node.header(self.cursor);
-            self.send(response::progress(header, id), false).await?;
+            self.send(response::progress(header, id)).await?;
         }
         Ok(())
     }

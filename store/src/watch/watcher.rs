@@ -8,6 +8,9 @@ use cairn_mvcc::KeyRange;
 use cairn_proto::mvccpb::event::EventType;
 use cairn_proto::mvccpb::Event;
 
+use bytes::Bytes;
+
+use super::event::WatchEvent;
 use super::hub::event_revision;
 
 /// A validated create request (`cairn_wire::watch_request`).
@@ -69,17 +72,9 @@ impl Watcher {
         !(delete && self.no_delete || !delete && self.no_put)
     }
 
-    /// The event as this watcher's client gets it: `prev_kv` only when asked for.
-    pub fn wire_event(&self, ev: &Event) -> Event {
-        if self.prev_kv {
-            ev.clone()
-        } else {
-            Event {
-                r#type: ev.r#type,
-                kv: ev.kv.clone(),
-                prev_kv: None,
-            }
-        }
+    /// The encoded event as this watcher's client gets it: `prev_kv` only when asked for.
+    pub fn wire_event(&self, ev: &WatchEvent) -> Bytes {
+        ev.encoded(self.prev_kv).clone()
     }
 }
 
@@ -87,6 +82,7 @@ impl Watcher {
 mod tests {
     use super::*;
     use cairn_proto::mvccpb::KeyValue;
+    use prost::Message;
 
     fn ev(key: &str, rev: i64, delete: bool) -> Event {
         Event {
@@ -149,8 +145,10 @@ mod tests {
     #[test]
     fn prev_kv_only_when_asked() {
         let mut w = watcher("a", b"", 1);
-        assert_eq!(w.wire_event(&ev("a", 2, false)).prev_kv, None);
+        let event = WatchEvent::from(ev("a", 2, false));
+        let sent = |w: &Watcher| Event::decode(w.wire_event(&event)).expect("an event");
+        assert_eq!(sent(&w).prev_kv, None);
         w.prev_kv = true;
-        assert!(w.wire_event(&ev("a", 2, false)).prev_kv.is_some());
+        assert!(sent(&w).prev_kv.is_some());
     }
 }

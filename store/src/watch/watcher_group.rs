@@ -5,11 +5,11 @@
 //! The group holds ids; the watchers themselves live in the stream's map, which the caller
 //! passes in. A watcher is in at most one group at a time.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
-use cairn_proto::mvccpb::Event;
-
+use super::event::WatchEvent;
 use super::watcher::Watcher;
 
 /// Watched keys as the client named them (`key`, `range_end`), etcd's convention.
@@ -107,22 +107,59 @@ impl WatcherGroup {
 
     /// For each member that `events` concern (see [`Watcher::accepts`]), the indexes of its
     /// events, ascending; members ordered by id.
-    pub fn route(
-        &self,
-        watchers: &HashMap<i64, Watcher>,
-        events: &[Arc<Event>],
-    ) -> BTreeMap<i64, Vec<usize>> {
-        let mut out: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+    pub fn route(&self, watchers: &WatcherMap, events: &[Arc<WatchEvent>]) -> Routes {
+        let mut out: Routes = Vec::new();
+        // Where each member's entry is in `out`, once a second event could route to it.
+        let mut slot: HashMap<i64, usize, BuildHasherDefault<IdHasher>> = HashMap::default();
         for (i, ev) in events.iter().enumerate() {
-            let key = ev.kv.as_ref().map_or(&[][..], |kv| kv.key.as_slice());
-            let singles = self.single.get(key).into_iter().flatten();
+            let singles = self.single.get(ev.key()).into_iter().flatten();
             for id in singles.chain(self.ranged.iter()) {
-                if watchers.get(id).is_some_and(|w| w.accepts(ev)) {
-                    out.entry(*id).or_default().push(i);
+                if !watchers.get(id).is_some_and(|w| w.accepts(ev.event())) {
+                    continue;
+                }
+                if events.len() == 1 {
+                    // Each member appears once: no need to look for its entry.
+                    out.push((*id, vec![i]));
+                    continue;
+                }
+                match slot.get(id) {
+                    Some(&at) => out[at].1.push(i),
+                    None => {
+                        slot.insert(*id, out.len());
+                        out.push((*id, vec![i]));
+                    }
                 }
             }
         }
+        out.sort_unstable_by_key(|(id, _)| *id);
         out
+    }
+}
+
+/// Each routed member's id and the indexes of its events (see [`WatcherGroup::route`]).
+pub type Routes = Vec<(i64, Vec<usize>)>;
+
+/// A stream's watchers by id.
+pub type WatcherMap = HashMap<i64, Watcher, BuildHasherDefault<IdHasher>>;
+
+/// Hashes watcher ids, which are small integers a stream picks itself (so not chosen to
+/// collide): one multiplication spreads them over the table instead of SipHash's rounds.
+#[derive(Default)]
+pub struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_i64(&mut self, id: i64) {
+        self.0 = (id as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
 }
 
@@ -130,7 +167,7 @@ impl WatcherGroup {
 mod tests {
     use super::*;
     use crate::watch::watcher::CreateWatch;
-    use cairn_proto::mvccpb::KeyValue;
+    use cairn_proto::mvccpb::{Event, KeyValue};
 
     fn w(id: i64, key: &str, end: &[u8]) -> Watcher {
         Watcher::new(
@@ -150,8 +187,8 @@ mod tests {
         )
     }
 
-    fn put(key: &str, rev: i64) -> Arc<Event> {
-        Arc::new(Event {
+    fn put(key: &str, rev: i64) -> Arc<WatchEvent> {
+        Arc::new(WatchEvent::from(Event {
             r#type: 0,
             kv: Some(KeyValue {
                 key: key.into(),
@@ -159,7 +196,7 @@ mod tests {
                 ..Default::default()
             }),
             prev_kv: None,
-        })
+        }))
     }
 
     #[test]
@@ -171,7 +208,7 @@ mod tests {
             w(4, "a", b"c"),
             w(5, "b", b"\0"),
         ];
-        let watchers: HashMap<i64, Watcher> = all.iter().map(|w| (w.id, w.clone())).collect();
+        let watchers: WatcherMap = all.iter().map(|w| (w.id, w.clone())).collect();
         let mut g = WatcherGroup::default();
         for w in &all {
             g.insert(w);
@@ -184,16 +221,16 @@ mod tests {
         );
         let events = [put("a", 2), put("b", 3), put("z", 4)];
         let routes = g.route(&watchers, &events);
-        let expect: BTreeMap<i64, Vec<usize>> = [
+        let expect: Routes = vec![
             (1, vec![0]),
             (2, vec![0]),
             (3, vec![1]),
             (4, vec![0, 1]),
             (5, vec![1, 2]),
-        ]
-        .into_iter()
-        .collect();
+        ];
         assert_eq!(routes, expect);
+        let only_a = g.route(&watchers, &events[..1]);
+        assert_eq!(only_a, vec![(1, vec![0]), (2, vec![0]), (4, vec![0])]);
 
         for w in &all[2..] {
             assert!(g.remove(w));
