@@ -72,6 +72,9 @@ pub struct Node {
     /// When this member last heard from a leader (append entries or heartbeat), as
     /// milliseconds since `started`; a follower's evidence that it still has a leader.
     last_leader_contact: AtomicU64,
+    /// The term in which this member, as leader, last confirmed its leadership with a quorum
+    /// and applied every entry committed before it (0: none). See [`Node::leads_within_lease`].
+    confirmed_term: AtomicU64,
     started: Instant,
     /// Counters for `/metrics` (proposals pending and failed here; see [`Metrics`]).
     pub metrics: Arc<Metrics>,
@@ -110,6 +113,7 @@ impl Node {
                 crate::auth::password::DEFAULT_COST,
             )),
             last_leader_contact: AtomicU64::new(0),
+            confirmed_term: AtomicU64::new(0),
             started: Instant::now(),
             metrics: Arc::new(Metrics::default()),
             peers: Mutex::new(HashMap::new()),
@@ -270,6 +274,41 @@ impl Node {
                 now.saturating_sub(last) <= limit.as_millis() as u64
             }
         })
+    }
+
+    /// True if this member leads, has already confirmed that in the current term (and applied
+    /// what was committed before it), and no other member can have been elected since: a quorum
+    /// acknowledged it less than one leader lease ago, or it is the only voter. The same test
+    /// Raft's core makes for a lease read, made on Raft's published metrics, so the leader's
+    /// keep-alives and time-to-live answers need no round trip to the core.
+    pub fn leads_within_lease(&self) -> bool {
+        use openraft::Instant as _;
+        let lease = Duration::from_millis(self.raft.config().election_timeout_max);
+        let confirmed = self.confirmed_term.load(Ordering::Acquire);
+        self.with_metrics(|m| {
+            m.current_leader == Some(self.id)
+                && m.state.is_leader()
+                && m.current_term == confirmed
+                && (m.membership_config.membership().voter_ids().eq([self.id])
+                    || m.last_quorum_acked
+                        .as_ref()
+                        .is_some_and(|at| at.elapsed() < lease))
+        })
+    }
+
+    /// The current term, as Raft last published it.
+    pub fn term(&self) -> u64 {
+        self.with_metrics(|m| m.current_term)
+    }
+
+    /// Records that this member, leading in `term`, confirmed its leadership with a quorum and
+    /// applied every entry committed before. Callers read `term` before asking Raft, and call
+    /// this only if it is still the term after, so a leadership lost and regained in between
+    /// is not taken for confirmed.
+    pub fn leadership_confirmed(&self, term: u64) {
+        if self.term() == term {
+            self.confirmed_term.fetch_max(term, Ordering::AcqRel);
+        }
     }
 
     /// A response header with this member's identity, the given revision and the current term.

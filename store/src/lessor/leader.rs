@@ -122,11 +122,20 @@ pub async fn time_to_live_here(
 /// Confirms with a quorum that this member still leads, and waits until it has applied every
 /// entry committed so far.
 async fn confirm_leadership(node: &Node) -> Result<(), EtcdError> {
+    // The common case, without a round trip to Raft's core: this term was confirmed (and
+    // everything before it applied) already, and the leader lease still holds.
+    if node.leads_within_lease() {
+        return Ok(());
+    }
+    let term = node.term();
     // A quorum acknowledgement within the leader lease is enough; if the last one is older,
     // heartbeats go out at once.
     let option = LinearizerOption::new(None, true);
     match node.raft.ensure_linearizable(option).await {
-        Ok(_) => Ok(()),
+        Ok(_) => {
+            node.leadership_confirmed(term);
+            Ok(())
+        }
         Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(_))) => {
             Err(EtcdError::NotLeader)
         }
