@@ -16,8 +16,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cairn_log::{Log, LogOptions};
-use cairn_microbench::{env_or, CountingFs};
+use cairn_log::{Log, LogOptions, StdFs};
+use cairn_microbench::env_or;
+use cairn_store::metrics::histogram::{Histogram, DISK_BUCKETS};
+use cairn_store::metrics::timed_fs::TimedFs;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 const ENTRY: usize = 256;
@@ -66,17 +68,18 @@ fn group_commit(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     for appenders in [1u64, 16, 256] {
         let dir = tempfile::tempdir().expect("temp dir");
-        let fs = CountingFs::default();
-        let log = Arc::new(
-            Log::open_with(Arc::new(fs.clone()), dir.path(), LogOptions::default()).expect("log"),
-        );
+        // The member's own wrapper, which times (and so counts) every fdatasync of the log.
+        let syncs = Arc::new(Histogram::new(DISK_BUCKETS));
+        let fs = TimedFs::new(Arc::new(StdFs), syncs.clone());
+        let log =
+            Arc::new(Log::open_with(Arc::new(fs), dir.path(), LogOptions::default()).expect("log"));
         let next = Arc::new(Mutex::new(1u64));
-        let (syncs_before, entries_before) = (fs.syncs(), 1);
+        let (syncs_before, entries_before) = (syncs.count(), 1);
         g.bench_function(appenders.to_string(), |b| {
             b.iter_custom(|iters| append_concurrently(&log, &next, appenders, iters.max(appenders)))
         });
         let entries = *next.lock().expect("not poisoned") - entries_before;
-        let syncs = fs.syncs() - syncs_before;
+        let syncs = syncs.count() - syncs_before;
         println!(
             "group_commit/{appenders}: {entries} entries, {syncs} fdatasyncs, {:.1} entries per fdatasync",
             entries as f64 / syncs.max(1) as f64
