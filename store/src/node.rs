@@ -277,13 +277,19 @@ impl Node {
     }
 
     /// True if this member leads, has already confirmed that in the current term (and applied
-    /// what was committed before it), and no other member can have been elected since: a quorum
-    /// acknowledged it less than one leader lease ago, or it is the only voter. The same test
-    /// Raft's core makes for a lease read, made on Raft's published metrics, so the leader's
-    /// keep-alives and time-to-live answers need no round trip to the core.
+    /// what was committed before it), and a quorum acknowledged it less than one minimum
+    /// election timeout ago (or it is the only voter): the test Raft's core makes for a lease
+    /// read, made on Raft's published metrics, so the leader's keep-alives and time-to-live
+    /// answers need no round trip to the core.
+    ///
+    /// The window is the minimum election timeout, shorter than Raft's own leader lease (the
+    /// maximum), because a leadership transfer lets the target be elected inside that lease.
+    /// A renewal made within one minimum election timeout of the last quorum acknowledgement
+    /// is still covered by the next leader: it promotes its lessor after that acknowledgement
+    /// and extends every lease by the same timeout (see `Lessor::promote`).
     pub fn leads_within_lease(&self) -> bool {
         use openraft::Instant as _;
-        let lease = Duration::from_millis(self.raft.config().election_timeout_max);
+        let lease = Duration::from_millis(self.raft.config().election_timeout_min);
         let confirmed = self.confirmed_term.load(Ordering::Acquire);
         self.with_metrics(|m| {
             m.current_leader == Some(self.id)

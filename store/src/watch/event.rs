@@ -63,6 +63,18 @@ impl WatchEvent {
         self.kv().map_or(0, |kv| kv.mod_revision)
     }
 
+    /// The most memory the event's payload can come to: its decoded form plus the wire
+    /// encodings it may cache (one, or two when it carries a previous value), each counted
+    /// at its encoded size. The hub's byte bound counts this, so it holds whichever
+    /// encodings watchers have asked for.
+    pub fn footprint(&self) -> usize {
+        let full = self.event.encoded_len();
+        match &self.event.prev_kv {
+            None => 2 * full,
+            Some(prev) => 2 * full + full - prost::encoding::message::encoded_len(3, prev),
+        }
+    }
+
     /// The encoded `mvccpb.Event` a watcher gets: with `prev_kv` only if it asked for it.
     pub fn encoded(&self, with_prev_kv: bool) -> &Bytes {
         if with_prev_kv || self.event.prev_kv.is_none() {

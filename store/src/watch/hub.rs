@@ -10,7 +10,7 @@
 //!   nothing else. Eviction drops whole revisions from the front, so the window never starts
 //!   in the middle of a revision.
 //! - After every publish the ring holds at most [`RingBounds::max_events`] events and
-//!   [`RingBounds::max_bytes`] encoded bytes (a single revision larger than that is not kept
+//!   [`RingBounds::max_bytes`] bytes of events (a single revision larger than that is not kept
 //!   at all: its events are read back from redb by whoever needs them).
 //! - Every event in the ring is already committed to redb, so a reader that finds its start
 //!   revision evicted (`rev <= floor`) can read the same events from `Mvcc::events`.
@@ -20,7 +20,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use cairn_mvcc::KeyRange;
 use cairn_proto::mvccpb::Event;
-use prost::Message;
 use tokio::sync::watch;
 
 use super::event::WatchEvent;
@@ -30,7 +29,8 @@ use super::event::WatchEvent;
 pub struct RingBounds {
     /// Most events held at once.
     pub max_events: usize,
-    /// Most encoded event bytes (key, value and previous value) held at once.
+    /// Most bytes of events held at once, each event counted by its
+    /// [`WatchEvent::footprint`]: its decoded form and the wire encodings it may cache.
     pub max_bytes: usize,
 }
 
@@ -138,13 +138,13 @@ impl WatchHub {
         let head = {
             let mut ring = self.lock();
             for event in events {
-                let rev = event_revision(&event);
-                let bytes = event.encoded_len();
+                let event = WatchEvent::from(event);
+                let (rev, bytes) = (event.revision(), event.footprint());
                 ring.bytes += bytes;
                 ring.entries.push_back(Entry {
                     rev,
                     bytes,
-                    event: Arc::new(WatchEvent::from(event)),
+                    event: Arc::new(event),
                 });
             }
             ring.head = ring.head.max(revision);
@@ -207,7 +207,7 @@ impl WatchHub {
         self.lock().entries.len()
     }
 
-    /// Encoded bytes held in memory right now (never above `bounds().max_bytes`).
+    /// Bytes of events held in memory right now, by footprint (never above `bounds().max_bytes`).
     pub fn buffered_bytes(&self) -> usize {
         self.lock().bytes
     }
@@ -351,7 +351,7 @@ mod tests {
 
     #[test]
     fn byte_bound_is_kept() {
-        let one = put("a", 2).encoded_len();
+        let one = WatchEvent::from(put("a", 2)).footprint();
         let hub = WatchHub::with_bounds(
             1,
             RingBounds {
