@@ -323,7 +323,7 @@ impl Node {
             cluster_id: self.cluster_id,
             member_id: self.id,
             revision,
-            raft_term: self.with_metrics(|m| m.current_term),
+            raft_term: self.term(),
         }
     }
 

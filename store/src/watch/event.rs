@@ -60,7 +60,7 @@ impl WatchEvent {
     /// The revision the event belongs to: its `mod_revision` (delete events carry the delete
     /// revision there, as etcd patches it).
     pub fn revision(&self) -> i64 {
-        self.kv().map_or(0, |kv| kv.mod_revision)
+        super::hub::event_revision(&self.event)
     }
 
     /// The most memory the event's payload can come to: its decoded form plus the wire
